@@ -1,0 +1,25 @@
+"""The inventory service: movies in PostgreSQL behind a small JSON API."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from .config import Config
+from .db import Database
+from .errors import register_error_handlers
+from .observability import init_request_logging
+from .routes import bp
+
+
+def create_app(config: Config) -> Flask:
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
+    # Keep non-ASCII titles readable and the key order of the movie object as written.
+    app.json.ensure_ascii = False
+    app.json.sort_keys = False
+    app.extensions["inventory_config"] = config
+    Database(config).init_app(app)
+    init_request_logging(app)
+    register_error_handlers(app)
+    app.register_blueprint(bp)
+    return app

@@ -1,0 +1,132 @@
+"""HTTP routes of the inventory. Thin: parse and validate, call a data function, shape the answer."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+from urllib.parse import urlencode
+
+from flask import Blueprint, Response, current_app, jsonify, request
+from sqlalchemy import text
+from werkzeug.exceptions import RequestEntityTooLarge
+
+from . import movies
+from .db import request_session
+from .errors import ApiError, error_response, field_error
+from .schemas import MAX_ID, ListQuery, MovieCreate, MovieUpdate
+
+bp = Blueprint("movies", __name__)
+
+_ID_PATTERN = re.compile(r"[1-9][0-9]{0,18}")
+
+
+def _movie_id(raw: str) -> int:
+    if not _ID_PATTERN.fullmatch(raw) or int(raw) > MAX_ID:
+        raise field_error("id", f"must be a positive integer, got {raw!r}")
+    return int(raw)
+
+
+def _json_object() -> dict[str, Any]:
+    """The request body as a JSON object, or the precise reason it is not one."""
+    if not request.is_json:
+        raise ApiError(415, "the body must be JSON: send Content-Type: application/json")
+    raw = request.get_data(cache=True)  # raises 413 when Content-Length is over MAX_CONTENT_LENGTH
+    # A chunked body has no Content-Length: Werkzeug stops reading at the limit without complaint,
+    # so a full-sized read is probed for one byte more.
+    if len(raw) >= (current_app.config["MAX_CONTENT_LENGTH"] or len(raw) + 1) and request.stream.read(1):
+        raise RequestEntityTooLarge()
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ApiError(400, f"the body is not valid JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise ApiError(400, f"the body must be a JSON object, got {type(body).__name__}")
+    return body
+
+
+def _not_found(movie_id: int) -> ApiError:
+    return ApiError(404, f"movie {movie_id} does not exist")
+
+
+@bp.get("/api/movies")
+@bp.get("/api/movies/")
+def list_movies() -> Response:
+    params = ListQuery.model_validate(request.args.to_dict())
+    session = request_session()
+    page = movies.list_movies(session, title=params.title, after=params.after, limit=params.limit + 1)
+    has_next = len(page) > params.limit
+    page = page[: params.limit]
+    response = jsonify([movie.to_dict() for movie in page])
+    if has_next:
+        # Relative link: it stays right when the gateway serves this under its own host.
+        query = {"limit": params.limit, "after": page[-1].id}
+        if params.title:
+            query["title"] = params.title
+        response.headers["Link"] = f'<{request.path}?{urlencode(query)}>; rel="next"'
+    return response
+
+
+@bp.post("/api/movies")
+@bp.post("/api/movies/")
+def create_movie() -> tuple[Response, int, dict[str, str]]:
+    data = MovieCreate.model_validate(_json_object())
+    session = request_session()
+    with session.begin():
+        movie = movies.create_movie(session, title=data.title, description=data.description)
+    return jsonify(movie.to_dict()), 201, {"Location": f"/api/movies/{movie.id}"}
+
+
+@bp.delete("/api/movies")
+@bp.delete("/api/movies/")
+def delete_all_movies() -> Response:
+    session = request_session()
+    with session.begin():
+        deleted = movies.delete_all_movies(session)
+    return jsonify({"deleted": deleted})
+
+
+@bp.get("/api/movies/<movie_id>")
+@bp.get("/api/movies/<movie_id>/")
+def get_movie(movie_id: str) -> Response:
+    movie = movies.get_movie(request_session(), _movie_id(movie_id))
+    if movie is None:
+        raise _not_found(int(movie_id))
+    return jsonify(movie.to_dict())
+
+
+@bp.put("/api/movies/<movie_id>")
+@bp.put("/api/movies/<movie_id>/")
+def update_movie(movie_id: str) -> Response:
+    identifier = _movie_id(movie_id)
+    changes = MovieUpdate.model_validate(_json_object()).changes()
+    session = request_session()
+    with session.begin():
+        movie = movies.get_movie(session, identifier)
+        if movie is None:
+            raise _not_found(identifier)
+        movies.update_movie(session, movie, changes)
+    return jsonify(movie.to_dict())
+
+
+@bp.delete("/api/movies/<movie_id>")
+@bp.delete("/api/movies/<movie_id>/")
+def delete_movie(movie_id: str) -> tuple[str, int]:
+    identifier = _movie_id(movie_id)
+    session = request_session()
+    with session.begin():
+        if not movies.delete_movie(session, identifier):
+            raise _not_found(identifier)
+    return "", 204
+
+
+@bp.get("/health")
+def health() -> Response | tuple[Response, int]:
+    try:
+        request_session().execute(text("SELECT 1"))
+    except Exception as exc:  # any failure to answer means "not healthy", with the reason
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return error_response(
+            503, "service_unavailable", f"database unavailable: {reason}", extra={"checks": {"database": "down"}}
+        )
+    return jsonify({"status": "ok", "checks": {"database": "up"}}), 200

@@ -1,0 +1,60 @@
+"""Fixtures built from the app factory, on the test database INVENTORY_TEST_DB_NAME (never movies_db)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from alembic import command
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import URL
+
+from app import create_app
+from app.config import Config
+
+from .support import alembic_config, test_environment
+
+
+@pytest.fixture(scope="session")
+def config() -> Config:
+    return Config.from_env(test_environment())
+
+
+@pytest.fixture(scope="session")
+def migrated_database(config: Config) -> URL:
+    command.upgrade(alembic_config(config.database_url), "head")
+    return config.database_url
+
+
+@pytest.fixture
+def app(config: Config, migrated_database: URL) -> Iterator[Flask]:
+    app = create_app(config)
+    with app.extensions["database"].engine.begin() as connection:
+        connection.execute(text("TRUNCATE movies RESTART IDENTITY"))
+    yield app
+    app.extensions["database"].engine.dispose()
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+@pytest.fixture
+def make_movie(client: FlaskClient):
+    def make(title: str, description: str = "") -> dict:
+        response = client.post("/api/movies", json={"title": title, "description": description})
+        assert response.status_code == 201, response.get_json()
+        return response.get_json()
+
+    return make
+
+
+@pytest.fixture
+def admin_engine(migrated_database: URL):
+    engine = create_engine(migrated_database)
+    yield engine
+    engine.dispose()

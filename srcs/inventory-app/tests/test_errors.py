@@ -1,0 +1,135 @@
+"""Bad input of every kind: a 4xx in the shared JSON shape naming the field and the reason, never a 500."""
+
+from __future__ import annotations
+
+import pytest
+
+
+def assert_error(response, status: int, code: str, field: str | None = None) -> dict:
+    assert response.status_code == status, response.data
+    assert response.content_type == "application/json"
+    body = response.get_json()
+    assert body["error"] == code
+    assert body["message"]
+    assert body["request_id"] == response.headers["X-Request-ID"]
+    if field is not None:
+        assert field in [d["field"] for d in body["details"]], body
+    return body
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "reason_part"),
+    [
+        ({}, "title", "required"),
+        ({"title": ""}, "title", "at least 1"),
+        ({"title": "   "}, "title", "at least 1"),
+        ({"title": "x" * 201}, "title", "at most 200"),
+        ({"title": 42}, "title", "string"),
+        ({"title": None}, "title", "string"),
+        ({"title": ["a"]}, "title", "string"),
+        ({"title": "ok", "description": 7}, "description", "string"),
+        ({"title": "ok", "description": "d" * 5001}, "description", "at most 5000"),
+        ({"title": "ok", "rating": 5}, "rating", "unknown field"),
+        ({"title": "ok", "id": 9}, "id", "unknown field"),
+    ],
+)
+def test_create_rejects_bad_fields(client, body, field, reason_part):
+    error = assert_error(client.post("/api/movies", json=body), 400, "validation_error", field)
+    reason = next(d["reason"] for d in error["details"] if d["field"] == field)
+    assert reason_part in reason.lower()
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [({}, "body"), ({"title": None}, "title"), ({"description": None}, "description"), ({"title": 1}, "title"),
+     ({"year": 1999}, "year")],
+)
+def test_update_rejects_bad_fields(client, make_movie, body, field):
+    movie = make_movie("Fargo")
+    assert_error(client.put(f"/api/movies/{movie['id']}", json=body), 400, "validation_error", field)
+    assert client.get(f"/api/movies/{movie['id']}").get_json() == movie
+
+
+@pytest.mark.parametrize("method", ["post", "put"])
+@pytest.mark.parametrize(
+    ("data", "message_part"),
+    [(b"{not json", "not valid JSON"), (b"", "not valid JSON"), (b"\xff\xfe\x00", "not valid JSON"),
+     (b"[1, 2]", "JSON object"), (b'"title"', "JSON object"), (b"null", "JSON object")],
+)
+def test_malformed_bodies_are_400(client, make_movie, method, data, message_part):
+    url = "/api/movies" if method == "post" else f"/api/movies/{make_movie('Up')['id']}"
+    response = getattr(client, method)(url, data=data, content_type="application/json")
+    body = assert_error(response, 400, "bad_request")
+    assert message_part in body["message"]
+
+
+@pytest.mark.parametrize("content_type", [None, "text/plain", "application/x-www-form-urlencoded"])
+def test_a_body_that_is_not_declared_json_is_415(client, content_type):
+    kwargs = {"content_type": content_type} if content_type else {}
+    response = client.post("/api/movies", data='{"title": "x"}', **kwargs)
+    assert_error(response, 415, "unsupported_media_type")
+
+
+def test_json_with_a_charset_is_accepted(client):
+    response = client.post("/api/movies", data='{"title": "x"}', content_type="application/json; charset=utf-8")
+    assert response.status_code == 201
+
+
+def test_a_body_over_the_limit_is_413_and_nothing_is_stored(client):
+    response = client.post("/api/movies", json={"title": "big", "description": "x" * 70_000})
+    assert_error(response, 413, "payload_too_large")
+    assert client.get("/api/movies").get_json() == []
+
+
+@pytest.mark.parametrize("raw_id", ["0", "-1", "abc", "1.5", "01", "9223372036854775808", "99999999999999999999"])
+@pytest.mark.parametrize("method", ["get", "put", "delete"])
+def test_ids_that_are_not_positive_integers_are_400(client, method, raw_id):
+    kwargs = {"json": {"title": "x"}} if method == "put" else {}
+    response = getattr(client, method)(f"/api/movies/{raw_id}", **kwargs)
+    assert_error(response, 400, "validation_error", "id")
+
+
+def test_the_largest_bigint_id_is_a_plain_404(client):
+    assert_error(client.get("/api/movies/9223372036854775807"), 404, "not_found")
+
+
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [("limit=0", "limit"), ("limit=abc", "limit"), ("limit=-5", "limit"), ("after=-1", "after"),
+     ("after=x", "after"), ("title=" + "t" * 201, "title"), ("sort=title", "sort")],
+)
+def test_bad_list_parameters_are_400(client, query, field):
+    assert_error(client.get(f"/api/movies?{query}"), 400, "validation_error", field)
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [("patch", "/api/movies", {"GET", "POST", "DELETE"}), ("post", "/api/movies/1", {"GET", "PUT", "DELETE"}),
+     ("put", "/api/movies/", {"GET", "POST", "DELETE"}), ("post", "/health", {"GET"})],
+)
+def test_wrong_method_is_405_with_allow(client, method, path, allowed):
+    response = getattr(client, method)(path)
+    assert_error(response, 405, "method_not_allowed")
+    assert allowed <= {m.strip() for m in response.headers["Allow"].split(",")}
+
+
+@pytest.mark.parametrize("path", ["/", "/api", "/api/movie", "/api/movies/1/extra", "/static/x.css"])
+def test_unknown_paths_are_404_json(client, path):
+    assert_error(client.get(path), 404, "not_found")
+
+
+def test_request_id_is_taken_from_the_client_or_made(client):
+    response = client.get("/api/movies", headers={"X-Request-ID": "abc-123"})
+    assert response.headers["X-Request-ID"] == "abc-123"
+    made = client.get("/api/movies", headers={"X-Request-ID": "bad id <script>"}).headers["X-Request-ID"]
+    assert made != "bad id <script>" and len(made) == 32
+
+
+def test_each_request_logs_one_access_line(client, caplog):
+    caplog.set_level("INFO", logger="inventory.access")
+    client.get("/api/movies/77", headers={"X-Request-ID": "trace-77"})
+    lines = [r.getMessage() for r in caplog.records if r.name == "inventory.access"]
+    assert len(lines) == 1
+    method, path, status, duration, request_id = lines[0].split(" ")
+    assert (method, path, status, request_id) == ("GET", "/api/movies/77", "404", "request_id=trace-77")
+    assert duration.endswith("ms") and float(duration[:-2]) >= 0

@@ -1,0 +1,62 @@
+"""/health tells the truth about the database, quickly, and the service recovers without a restart."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from app import create_app
+from app.config import Config
+
+from .support import test_environment
+from .tcp_proxy import TcpRelay
+
+
+def test_health_is_200_when_the_database_answers(client):
+    response = client.get("/health")
+    assert response.status_code == 200
+    assert response.get_json() == {"status": "ok", "checks": {"database": "up"}}
+
+
+@pytest.fixture
+def relay(config: Config, migrated_database):
+    relay = TcpRelay((config.database_url.host, config.database_url.port))
+    yield relay
+    relay.stop()
+
+
+@pytest.fixture
+def relayed_client(relay):
+    app = create_app(Config.from_env(test_environment(INVENTORY_DB_HOST="127.0.0.1", INVENTORY_DB_PORT=str(relay.port))))
+    yield app.test_client()
+    app.extensions["database"].engine.dispose()
+
+
+def test_service_starts_with_the_database_down_and_recovers_when_it_returns(relay, relayed_client):
+    # The app was built while nothing listened on the database port: no crash, a quick 503 with the reason.
+    started = time.monotonic()
+    response = relayed_client.get("/health")
+    assert response.status_code == 503
+    assert time.monotonic() - started < 10
+    body = response.get_json()
+    assert body["error"] == "service_unavailable"
+    assert body["message"].startswith("database unavailable")
+    assert body["checks"] == {"database": "down"}
+
+    # Requests that need the database also answer 503 in the error shape, never a 500.
+    listing = relayed_client.get("/api/movies")
+    assert listing.status_code == 503
+    assert listing.get_json()["error"] == "service_unavailable"
+
+    relay.start()
+    assert relayed_client.get("/health").status_code == 200
+    assert relayed_client.post("/api/movies", json={"title": "Back"}).status_code == 201
+
+    # The database goes away under open pooled connections, then comes back: both are noticed.
+    relay.stop()
+    assert relayed_client.get("/health").status_code == 503
+    assert relayed_client.post("/api/movies", json={"title": "Lost"}).status_code == 503
+    relay.start()
+    assert relayed_client.get("/health").status_code == 200
+    assert [m["title"] for m in relayed_client.get("/api/movies").get_json()][-1] == "Back"

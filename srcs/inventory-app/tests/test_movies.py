@@ -1,0 +1,176 @@
+"""The movies API, endpoint by endpoint, against the real test database."""
+
+from __future__ import annotations
+
+import pytest
+
+AUDIT_MOVIE = {"title": "A new movie", "description": "Very short description"}
+
+
+def test_create_returns_201_with_the_movie_and_its_location(client):
+    response = client.post("/api/movies/", json=AUDIT_MOVIE)
+    assert response.status_code == 201
+    movie = response.get_json()
+    assert movie == {"id": movie["id"], **AUDIT_MOVIE}
+    assert isinstance(movie["id"], int) and movie["id"] > 0
+    assert response.headers["Location"] == f"/api/movies/{movie['id']}"
+    assert response.content_type == "application/json"
+
+
+def test_create_without_description_stores_an_empty_one(client):
+    response = client.post("/api/movies", json={"title": "Solaris"})
+    assert response.status_code == 201
+    assert response.get_json()["description"] == ""
+
+
+def test_created_movie_can_be_read_back(client, make_movie):
+    movie = make_movie("Stalker", "A zone")
+    response = client.get(f"/api/movies/{movie['id']}")
+    assert response.status_code == 200
+    assert response.get_json() == movie
+
+
+def test_title_is_trimmed_and_unicode_kept(client):
+    response = client.post("/api/movies", json={"title": "  Amélie 東京  "})
+    assert response.status_code == 201
+    assert response.get_json()["title"] == "Amélie 東京"
+    assert "Amélie 東京".encode() in response.data  # not \u-escaped
+
+
+@pytest.mark.parametrize("suffix", ["", "/"])
+def test_every_route_works_with_and_without_trailing_slash(client, make_movie, suffix):
+    movie = make_movie("Heat")
+    assert client.get(f"/api/movies{suffix}").status_code == 200
+    assert client.post(f"/api/movies{suffix}", json={"title": "Ronin"}).status_code == 201
+    assert client.get(f"/api/movies/{movie['id']}{suffix}").status_code == 200
+    assert client.put(f"/api/movies/{movie['id']}{suffix}", json={"title": "Heat (1995)"}).status_code == 200
+    assert client.delete(f"/api/movies/{movie['id']}{suffix}").status_code == 204
+    assert client.delete(f"/api/movies{suffix}").get_json() == {"deleted": 1}
+
+
+def test_list_returns_every_movie_in_id_order(client, make_movie):
+    made = [make_movie(f"Movie {n}") for n in range(3)]
+    response = client.get("/api/movies")
+    assert response.status_code == 200
+    assert response.get_json() == made
+    assert "Link" not in response.headers
+
+
+def test_list_of_an_empty_inventory_is_an_empty_array(client):
+    response = client.get("/api/movies")
+    assert response.status_code == 200
+    assert response.get_json() == []
+
+
+def test_title_filter_is_a_case_insensitive_substring_match(client, make_movie):
+    make_movie("The Godfather")
+    make_movie("Godzilla")
+    make_movie("Alien")
+    make_movie("GODS and monsters")
+    titles = [m["title"] for m in client.get("/api/movies?title=god").get_json()]
+    assert titles == ["The Godfather", "Godzilla", "GODS and monsters"]
+
+
+def test_title_filter_treats_like_wildcards_literally(client, make_movie):
+    make_movie("100% Wolf")
+    make_movie("1000 Wolves")
+    make_movie("snake_case")
+    make_movie("snakeXcase")
+    assert [m["title"] for m in client.get("/api/movies?title=0%25").get_json()] == ["100% Wolf"]
+    assert [m["title"] for m in client.get("/api/movies?title=e_c").get_json()] == ["snake_case"]
+
+
+def test_empty_title_filter_keeps_everything(client, make_movie):
+    make_movie("One")
+    make_movie("Two")
+    assert len(client.get("/api/movies?title=").get_json()) == 2
+
+
+def test_pagination_walks_every_page_through_the_link_header(client, make_movie):
+    made = [make_movie(f"Film {n:02d}") for n in range(7)]
+    seen, url, pages = [], "/api/movies?limit=3", 0
+    while url:
+        response = client.get(url)
+        assert response.status_code == 200
+        seen.extend(response.get_json())
+        pages += 1
+        link = response.headers.get("Link")
+        url = link[link.index("<") + 1 : link.index(">")] if link else None
+        if link:
+            assert link.endswith('rel="next"')
+    assert pages == 3
+    assert seen == made
+
+
+def test_pagination_keeps_the_title_filter_and_the_path(client, make_movie):
+    for n in range(5):
+        make_movie(f"Alien {n}")
+        make_movie(f"Other {n}")
+    response = client.get("/api/movies/?title=alien&limit=2")
+    assert [m["title"] for m in response.get_json()] == ["Alien 0", "Alien 1"]
+    link = response.headers["Link"]
+    assert link.startswith("</api/movies/?")
+    next_url = link[1 : link.index(">")]
+    assert "title=alien" in next_url
+    assert [m["title"] for m in client.get(next_url).get_json()] == ["Alien 2", "Alien 3"]
+
+
+def test_default_page_size_is_20_and_no_link_on_an_exact_last_page(client, make_movie):
+    for n in range(20):
+        make_movie(f"M{n}")
+    response = client.get("/api/movies")
+    assert len(response.get_json()) == 20
+    assert "Link" not in response.headers
+    make_movie("M20")
+    response = client.get("/api/movies")
+    assert len(response.get_json()) == 20
+    assert "after=20" in response.headers["Link"]
+
+
+def test_limit_of_100_is_the_maximum(client):
+    assert client.get("/api/movies?limit=100").status_code == 200
+    response = client.get("/api/movies?limit=101")
+    assert response.status_code == 400
+    assert response.get_json()["details"][0]["field"] == "limit"
+
+
+def test_put_updates_only_the_fields_given(client, make_movie):
+    movie = make_movie("Brazil", "Gilliam")
+    response = client.put(f"/api/movies/{movie['id']}", json={"description": "Terry Gilliam, 1985"})
+    assert response.status_code == 200
+    assert response.get_json() == {"id": movie["id"], "title": "Brazil", "description": "Terry Gilliam, 1985"}
+    response = client.put(f"/api/movies/{movie['id']}", json={"title": "Brazil (1985)"})
+    assert response.get_json()["description"] == "Terry Gilliam, 1985"
+    assert client.get(f"/api/movies/{movie['id']}").get_json()["title"] == "Brazil (1985)"
+
+
+def test_delete_one_removes_it_and_a_second_delete_is_404(client, make_movie):
+    movie = make_movie("Gone")
+    kept = make_movie("Kept")
+    response = client.delete(f"/api/movies/{movie['id']}")
+    assert response.status_code == 204
+    assert response.data == b""
+    assert client.get(f"/api/movies/{movie['id']}").status_code == 404
+    assert client.delete(f"/api/movies/{movie['id']}").status_code == 404
+    assert client.get("/api/movies").get_json() == [kept]
+
+
+def test_delete_all_says_how_many_and_empties_the_inventory(client, make_movie):
+    for n in range(4):
+        make_movie(f"X{n}")
+    response = client.delete("/api/movies")
+    assert response.status_code == 200
+    assert response.get_json() == {"deleted": 4}
+    assert client.get("/api/movies").get_json() == []
+    assert client.delete("/api/movies").get_json() == {"deleted": 0}
+
+
+@pytest.mark.parametrize("method", ["get", "put", "delete"])
+def test_unknown_id_is_404_in_the_error_shape(client, method):
+    kwargs = {"json": {"title": "x"}} if method == "put" else {}
+    response = getattr(client, method)("/api/movies/424242", **kwargs)
+    assert response.status_code == 404
+    body = response.get_json()
+    assert body["error"] == "not_found"
+    assert body["message"] == "movie 424242 does not exist"
+    assert body["request_id"] == response.headers["X-Request-ID"]
