@@ -32,6 +32,10 @@ require_vars() {
   [ ${#missing[@]} -eq 0 ] || die "missing settings (add them to .env): ${missing[*]}"
 }
 
+# Every step that changes the machine records it, so that `make up` can say when a run changed nothing.
+CHANGES=()
+changed() { CHANGES+=("$*"); log "$*"; }
+
 has_systemd() { [ -d /run/systemd/system ]; }
 
 # Poll COMMAND until it succeeds or TIMEOUT seconds pass; never a blind sleep.
@@ -52,7 +56,7 @@ apt_install_missing() {
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
   done
   [ ${#missing[@]} -eq 0 ] && return 0
-  log "installing ${missing[*]}"
+  changed "installing ${missing[*]}"
   if [ -z "$APT_UPDATED" ]; then
     apt-get update -qq
     APT_UPDATED=1

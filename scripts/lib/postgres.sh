@@ -20,7 +20,7 @@ pg_start() {
   local version
   version=$(pg_version) || die "no PostgreSQL cluster found"
   if pg_ready 127.0.0.1 "${PG_PORT:-5432}"; then return 0; fi
-  log "starting PostgreSQL $version"
+  changed "starting PostgreSQL $version"
   if has_systemd; then
     systemctl enable --now "postgresql@$version-main" >/dev/null
   else
@@ -35,8 +35,14 @@ pg_ensure_running() { pg_install; pg_start; }
 # never appear on a command line (ps would show them).
 pg_admin_psql() { runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 "$@"; }
 
+# pg_exists CATALOG COLUMN VALUE: whether a row of that catalog has that name.
+pg_exists() {
+  [ "$(pg_admin_psql -tA -v value="$3" <<<"SELECT count(*) FROM $1 WHERE $2 = :'value'")" = 1 ]
+}
+
 # pg_ensure_role NAME PASSWORD: a login role, its password kept equal to .env's.
 pg_ensure_role() {
+  pg_exists pg_roles rolname "$1" || changed "creating PostgreSQL role $1"
   pg_admin_psql -v role="$1" -v password="$2" <<'SQL'
 SELECT format('CREATE ROLE %I LOGIN', :'role')
  WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = :'role') \gexec
@@ -47,6 +53,8 @@ SQL
 # pg_ensure_database NAME OWNER: created once, owned by OWNER (so its migrations may create a
 # trusted extension such as pg_trgm without a superuser).
 pg_ensure_database() {
+  pg_exists pg_database datname "$1" && return 0
+  changed "creating database $1"
   pg_admin_psql -v db="$1" -v owner="$2" <<'SQL'
 SELECT format('CREATE DATABASE %I OWNER %I', :'db', :'owner')
  WHERE NOT EXISTS (SELECT 1 FROM pg_database WHERE datname = :'db') \gexec

@@ -17,7 +17,7 @@ venv_ensure() {
   sum=$(cat "${files[@]}" | sha256sum | cut -d' ' -f1)
   stamp=$venv/.requirements.sha256
   if [ -x "$venv/bin/python" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$sum" ]; then return 0; fi
-  log "building the virtual environment of $(basename "$dir")"
+  changed "building the virtual environment of $(basename "$dir")"
   [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
   "$venv/bin/python" -m pip install -q --disable-pip-version-check "${args[@]}"
   echo "$sum" >"$stamp"

@@ -7,7 +7,7 @@ rmq_install() { apt_install_missing rabbitmq-server; }
 
 rmq_start() {
   rmq_ready && return 0
-  log "starting RabbitMQ"
+  changed "starting RabbitMQ"
   if has_systemd; then
     systemctl enable --now rabbitmq-server >/dev/null
   else
@@ -22,7 +22,9 @@ rmq_start() {
 rmq_ensure_running() { rmq_install; rmq_start; }
 
 rmq_ensure_vhost() {
-  rabbitmqctl -q list_vhosts name | grep -qxF "$1" || rabbitmqctl -q add_vhost "$1"
+  rabbitmqctl -q list_vhosts name | grep -qxF "$1" && return 0
+  changed "creating RabbitMQ vhost $1"
+  rabbitmqctl -q add_vhost "$1" >/dev/null
 }
 
 # rmq_ensure_user NAME PASSWORD: the password goes through stdin (never on a command line) and is
@@ -31,9 +33,11 @@ rmq_ensure_user() {
   if rabbitmqctl -q list_users | cut -f1 | grep -qxF "$1"; then
     printf '%s' "$2" | rabbitmqctl -q change_password "$1" >/dev/null
   else
+    changed "creating RabbitMQ user $1"
     printf '%s' "$2" | rabbitmqctl -q add_user "$1" >/dev/null
   fi
   if rabbitmqctl -q list_users | cut -f1 | grep -qxF guest; then
+    changed "removing RabbitMQ's default guest account"
     rabbitmqctl -q delete_user guest >/dev/null
   fi
 }
