@@ -7,18 +7,21 @@ python_install() {
   python3 -c 'import ensurepip, venv' 2>/dev/null || apt_install_missing python3-venv
 }
 
-# venv_ensure SERVICE_DIR [REQUIREMENTS...]: build or update the venv, reinstalling only when the
-# requirement files changed since the last successful install (a stamp holds their checksum).
+# venv_ensure SERVICE_DIR [REQUIREMENTS...]: build or update the venv, installing each requirements
+# file only when it changed since its last successful install (a stamp per file holds its checksum),
+# so the runtime set and the runtime + test set never undo each other.
 venv_ensure() {
   local dir=$1; shift
-  local files=("$dir/requirements.txt" "$@") venv=$dir/.venv stamp sum args=() f
+  local venv=$dir/.venv file stamp sum
   python_install
-  for f in "${files[@]}"; do [ -f "$f" ] || die "$f is missing"; args+=(-r "$f"); done
-  sum=$(cat "${files[@]}" | sha256sum | cut -d' ' -f1)
-  stamp=$venv/.requirements.sha256
-  if [ -x "$venv/bin/python" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$sum" ]; then return 0; fi
-  changed "building the virtual environment of $(basename "$dir")"
-  [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
-  "$venv/bin/python" -m pip install -q --disable-pip-version-check "${args[@]}"
-  echo "$sum" >"$stamp"
+  [ -x "$venv/bin/python" ] || { changed "creating the virtual environment of $(basename "$dir")"; python3 -m venv "$venv"; }
+  for file in "$dir/requirements.txt" "$@"; do
+    [ -f "$file" ] || die "$file is missing"
+    sum=$(sha256sum "$file" | cut -d' ' -f1)
+    stamp=$venv/.installed-$(basename "$file").sha256
+    [ "$(cat "$stamp" 2>/dev/null)" = "$sum" ] && continue
+    changed "installing $(basename "$dir")/$(basename "$file") into its virtual environment"
+    "$venv/bin/python" -m pip install -q --disable-pip-version-check -r "$file"
+    echo "$sum" >"$stamp"
+  done
 }
