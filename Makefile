@@ -1,7 +1,7 @@
 # crud-master: the front door. Every target runs as root (it installs and supervises system services).
 SHELL := /bin/bash
 
-.PHONY: up test down status logs bench
+.PHONY: up test test-hosts down status logs
 
 ## up: install what is missing, provision, and start the platform
 up:
@@ -11,8 +11,18 @@ up:
 test:
 	@bash scripts/test.sh
 
+## test-hosts: the three-VM topology on network namespaces (part of make test)
+test-hosts:
+	@bash scripts/test-hosts.sh
+
+## down: stop the apps (data kept)
 down:
 	@bash scripts/down.sh
 
+## status: PM2 list, health of each service, queue depth
 status:
 	@bash scripts/status.sh
+
+## logs: follow every app's log
+logs:
+	@bash scripts/logs.sh

@@ -1,0 +1,67 @@
+# Node.js, PM2 and root's PM2 daemon. Source after common.sh.
+
+PM2_VERSION=7.0.4
+
+node_major() { node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0; }
+
+node_ensure() {
+  # PM2 7 needs Node >= 18: Debian 12 and Ubuntu 24.04 both ship 18, so their own packages suffice.
+  if [ "$(node_major)" -lt 18 ]; then apt_install_missing nodejs npm; fi
+  [ "$(node_major)" -ge 18 ] || die "Node.js >= 18 is required by PM2 $PM2_VERSION, found $(node --version 2>/dev/null || echo none)"
+  command -v npm >/dev/null || apt_install_missing npm
+}
+
+pm2_install() {
+  node_ensure
+  if [ "$(pm2 --version 2>/dev/null | tail -n 1)" != "$PM2_VERSION" ]; then
+    changed "installing PM2 $PM2_VERSION"
+    npm install -g --no-fund --no-audit --loglevel=error "pm2@$PM2_VERSION" >/dev/null
+  fi
+}
+
+pm2_home() { echo "${PM2_HOME:-$HOME/.pm2}"; }
+
+pm2_daemon_pid() {
+  local pid
+  pid=$(cat "$(pm2_home)/pm2.pid" 2>/dev/null) || return 1
+  [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && echo "$pid"
+}
+
+# The daemon must stop apps with SIGTERM (PM2's default SIGINT makes gunicorn drop in-flight
+# requests). The signal is read from the daemon's environment when it starts, so a daemon started
+# without it is replaced.
+pm2_daemon_ensure() {
+  local pid
+  if pid=$(pm2_daemon_pid); then
+    if tr '\0' '\n' <"/proc/$pid/environ" | grep -qx 'PM2_KILL_SIGNAL=SIGTERM'; then return 0; fi
+    changed "restarting the PM2 daemon so that it stops apps with SIGTERM"
+    pm2 kill >/dev/null
+  fi
+  changed "starting root's PM2 daemon (PM2_KILL_SIGNAL=SIGTERM)"
+  PM2_KILL_SIGNAL=SIGTERM pm2 ping >/dev/null
+}
+
+# pm2_app_online NAME
+pm2_app_online() {
+  pm2 jlist 2>/dev/null | python3 -c '
+import json, sys
+apps = json.load(sys.stdin)
+sys.exit(0 if any(a["name"] == sys.argv[1] and a["pm2_env"]["status"] == "online" for a in apps) else 1)
+' "$1"
+}
+
+# pm2_start_apps NAME...: start the named apps of config.yaml that are not online; report which.
+pm2_start_apps() {
+  local name started=()
+  for name in "$@"; do
+    pm2_app_online "$name" && continue
+    (cd "$ROOT" && pm2 start config.yaml --only "$name" >/dev/null)
+    started+=("$name")
+  done
+  if [ ${#started[@]} -gt 0 ]; then
+    changed "started under PM2: ${started[*]}"
+    pm2 save --force >/dev/null
+  else
+    log "already online under PM2: $*"
+  fi
+}

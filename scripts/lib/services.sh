@@ -1,0 +1,37 @@
+# What each role of the platform needs on its machine, as steps shared by `make up` (one machine,
+# every role) and the per-VM provisioning scripts (one role each). Source after common.sh and the
+# postgres, rabbitmq, python and pm2 helpers. Every step is idempotent.
+
+# alembic_upgrade SERVICE: apply the service's pending migrations (its env.py reads the settings).
+alembic_upgrade() {
+  local dir=$ROOT/srcs/$1 current head
+  current=$(cd "$dir" && .venv/bin/alembic current 2>/dev/null | awk '{print $1}')
+  head=$(cd "$dir" && .venv/bin/alembic heads 2>/dev/null | awk '{print $1}')
+  [ -n "$head" ] && [ "$current" = "$head" ] && return 0
+  changed "migrating the $1 database to revision $head"
+  (cd "$dir" && .venv/bin/alembic upgrade head)
+}
+
+inventory_provision() {
+  require_vars INVENTORY_DB_USER INVENTORY_DB_PASSWORD INVENTORY_DB_NAME
+  pg_ensure_running
+  pg_ensure_role "$INVENTORY_DB_USER" "$INVENTORY_DB_PASSWORD"
+  pg_ensure_database "$INVENTORY_DB_NAME" "$INVENTORY_DB_USER"
+  venv_ensure "$ROOT/srcs/inventory-app"
+  alembic_upgrade inventory-app
+}
+
+billing_provision() {
+  require_vars BILLING_DB_USER BILLING_DB_PASSWORD BILLING_DB_NAME RABBITMQ_VHOST
+  rmq_ensure_running
+  rmq_ensure_account "$RABBITMQ_VHOST"
+  pg_ensure_running
+  pg_ensure_role "$BILLING_DB_USER" "$BILLING_DB_PASSWORD"
+  pg_ensure_database "$BILLING_DB_NAME" "$BILLING_DB_USER"
+  venv_ensure "$ROOT/srcs/billing-app"
+  alembic_upgrade billing-app
+}
+
+gateway_provision() {
+  venv_ensure "$ROOT/srcs/api-gateway"
+}

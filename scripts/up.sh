@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# make up: the whole platform on this machine, under root's PM2. Installs what is missing
+# (PostgreSQL, RabbitMQ, Node.js + PM2, the venvs), provisions, migrates, starts, and waits until
+# the gateway says every part is up. A second run changes nothing and says so.
+set -euo pipefail
+source "$(dirname "$0")/lib/common.sh"
+for lib in postgres rabbitmq python pm2 services; do source "$ROOT/scripts/lib/$lib.sh"; done
+
+require_root
+load_env
+require_vars GATEWAY_HOST GATEWAY_PORT
+apt_install_missing curl ca-certificates
+
+inventory_provision
+billing_provision
+gateway_provision
+pm2_install
+pm2_daemon_ensure
+pm2_start_apps inventory_app billing_app api_gateway
+
+gateway=http://$GATEWAY_HOST:$GATEWAY_PORT
+wait_until 90 "the gateway to report every dependency up ($gateway/health)" curl -fsS -o /dev/null "$gateway/health"
+
+if [ ${#CHANGES[@]} -eq 0 ]; then
+  log "nothing to do: everything was already installed, provisioned and online"
+fi
+cat <<MSG
+
+crud-master is up.
+  gateway      $gateway            (pm2 list shows api_gateway, inventory_app, billing_app)
+  Swagger UI   $gateway/docs
+  try          curl -s $gateway/api/movies/
+               curl -s -X POST $gateway/api/movies/ -H 'Content-Type: application/json' \\
+                    -d '{"title": "A new movie", "description": "Very short description"}'
+               curl -s -X POST $gateway/api/billing/ -H 'Content-Type: application/json' \\
+                    -d '{"user_id": "3", "number_of_items": "5", "total_amount": "180"}'
+  watch        make status     (apps, health, queue depth)     make logs    (follow the logs)
+  stop         make down       (data is kept)
+MSG
