@@ -1,0 +1,328 @@
+"""The scenarios of issue 7. Each runs once per round, checks its answers, and returns its figures.
+
+Figures are plain floats keyed by name; bench/report.py turns the rounds into medians, ranges and ratios.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import statistics
+import tempfile
+import time
+from contextlib import ExitStack
+from pathlib import Path
+
+import requests
+
+import loadgen
+from infra import (
+    DATASET_ROWS, ROOT, Settings, check, child, connect_db, pm2, pm2_status, port_open, purge_queue, queue_depth,
+    scalar, wait_until,
+)
+
+log = logging.getLogger("bench")
+
+HTTP_SECONDS = 4
+HTTP_CONNECTIONS = 32
+SEARCH_SECONDS = 3
+INGEST_SECONDS = 4
+INGEST_CONNECTIONS = 32
+PIKA_CONNECTIONS = 4
+E2E_SECONDS = 4
+DRAIN_BACKLOG = 50_000
+BASELINE_BACKLOG = 5_000
+SCAN_REPEATS = 3
+ORDER_JSON = json.dumps({"user_id": 42, "number_of_items": 3, "total_amount": "59.90"})
+
+SEARCH_TERMS = {"rare": "axolotl", "common": "love"}
+LAST_PAGE_LIMIT = 100
+# The SQL the inventory runs for a list page (SQLAlchemy's statement for list_movies, parameters inlined).
+LIST_SQL = ("SELECT movies.id, movies.title, movies.description FROM movies WHERE movies.id > %(after)s "
+            "{title}ORDER BY movies.id LIMIT %(limit)s")
+
+
+# --- Side processes: nginx in front of the inventory, the minimal Flask app --------------------------------
+
+NGINX_CONF = """
+worker_processes 2;
+pid {dir}/nginx.pid;
+error_log {dir}/error.log warn;
+daemon off;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    client_body_temp_path {dir}/body;
+    proxy_temp_path {dir}/proxy;
+    fastcgi_temp_path {dir}/fastcgi;
+    uwsgi_temp_path {dir}/uwsgi;
+    scgi_temp_path {dir}/scgi;
+    upstream inventory {{
+        server 127.0.0.1:{inventory_port};
+        keepalive 32;
+    }}
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{
+            proxy_pass http://inventory;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host $host;
+        }}
+    }}
+}}
+"""
+
+
+def start_side_processes(settings: Settings, stack: ExitStack, log_dir: Path) -> None:
+    conf_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="crud-master-bench-nginx-")))
+    conf = conf_dir / "nginx.conf"
+    conf.write_text(NGINX_CONF.format(dir=conf_dir, port=settings.nginx_port,
+                                      inventory_port=settings.env["INVENTORY_PORT"]))
+    stack.enter_context(child(["nginx", "-c", str(conf), "-p", str(conf_dir)], "nginx", log_dir,
+                              ready=lambda: port_open(settings.nginx_port)))
+    python = ROOT / "srcs" / "inventory-app" / ".venv" / "bin" / "python"
+    stack.enter_context(child([str(python), str(ROOT / "bench" / "minimal_inventory.py")], "minimal_inventory",
+                              log_dir, env=settings.env,
+                              ready=lambda: requests.get(f"http://127.0.0.1:{settings.minimal_port}/health",
+                                                         timeout=1).ok))
+
+
+def http_targets(settings: Settings) -> dict[str, str]:
+    return {
+        "direct": settings.inventory,
+        "gateway": settings.gateway,
+        "nginx": f"http://127.0.0.1:{settings.nginx_port}",
+        "minimal": f"http://127.0.0.1:{settings.minimal_port}",
+    }
+
+
+def check_get_answers(settings: Settings) -> None:
+    """Every target answers the same movie, and 404 for a missing one, before any load counts."""
+    movie_id = DATASET_ROWS // 2
+    expected = None
+    for name, base in http_targets(settings).items():
+        response = requests.get(f"{base}/api/movies/{movie_id}", timeout=5)
+        check(response.status_code == 200, f"{name}: GET /api/movies/{movie_id} -> {response.status_code}")
+        body = response.json()
+        check(body["id"] == movie_id, f"{name}: answered movie {body.get('id')} for {movie_id}")
+        expected = expected or body
+        check(body == expected, f"{name}: answered {body}, another target {expected}")
+        missing = requests.get(f"{base}/api/movies/{DATASET_ROWS + 10}", timeout=5)
+        check(missing.status_code == 404, f"{name}: a missing movie -> {missing.status_code}")
+
+
+def warm_up(settings: Settings) -> None:
+    for base in http_targets(settings).values():
+        loadgen.wrk(base + "/", "ids", "/api/movies/", str(DATASET_ROWS), connections=HTTP_CONNECTIONS, duration_s=1)
+
+
+# --- Scenario: gateway proxy (and inventory direct vs the minimal app) ------------------------------------
+
+def http_get(settings: Settings, round_no: int) -> dict[str, float]:
+    """GET /api/movies/<random id> through each target; the order rotates each round so none is always first."""
+    names = list(http_targets(settings))
+    names = names[round_no % len(names):] + names[: round_no % len(names)]
+    figures: dict[str, float] = {}
+    for name in names:
+        load = loadgen.wrk(http_targets(settings)[name] + "/", "ids", "/api/movies/", str(DATASET_ROWS),
+                           connections=HTTP_CONNECTIONS, duration_s=HTTP_SECONDS)
+        figures.update({f"get_{name}_rps": load.rate, f"get_{name}_p50": load.p50_ms, f"get_{name}_p99": load.p99_ms})
+        log.info("  GET via %-8s %7.0f req/s  p50 %5.1f ms  p99 %5.1f ms", name, load.rate, load.p50_ms, load.p99_ms)
+    return figures
+
+
+# --- Scenario: billing ingest (gateway POST vs raw pika) --------------------------------------------------
+
+def wait_queue_empty(settings: Settings, timeout_s: float = 120) -> None:
+    wait_until(lambda: queue_depth(settings) == 0, timeout_s, "billing_app to empty billing_queue", 0.2)
+
+
+def billing_ingest(settings: Settings, round_no: int, figures_so_far: dict[str, float]) -> dict[str, float]:
+    db = connect_db(settings, "BILLING")
+    try:
+        wait_queue_empty(settings)
+        scalar(db, "SELECT 1")
+        db.cursor().execute("TRUNCATE orders")
+        gateway = loadgen.wrk(settings.gateway + "/api/billing", "post", "/api/billing", ORDER_JSON,
+                              connections=INGEST_CONNECTIONS, duration_s=INGEST_SECONDS)
+        prefix = f"bench-pika-r{round_no}"
+        pika = loadgen.pika_confirmed(settings, prefix, PIKA_CONNECTIONS, INGEST_SECONDS)
+        log.info("  ingest gateway %6.0f orders/s p50 %5.1f ms p99 %5.1f ms | raw pika %6.0f msg/s p50 %5.1f ms",
+                 gateway.rate, gateway.p50_ms, gateway.p99_ms, pika.rate, pika.p50_ms)
+        # Every 200 and every confirm must become exactly one row (wrk may stop with POSTs in flight: those were
+        # published too, at most one per connection).
+        counts = "SELECT count(*) FILTER (WHERE message_id LIKE %s), count(*) FILTER (WHERE message_id NOT LIKE %s) FROM orders"
+
+        def stored() -> tuple[int, int]:
+            with db.cursor() as cursor:
+                cursor.execute(counts, (prefix + "-%", prefix + "-%"))
+                return cursor.fetchone()
+
+        wait_until(lambda: stored()[0] == pika.requests and stored()[1] >= gateway.requests, 120,
+                   "every ingested order to be stored", 0.2)
+        wait_queue_empty(settings)
+        pika_rows, gateway_rows = stored()
+        check(pika_rows == pika.requests, f"ingest: {pika_rows} rows for {pika.requests} confirmed pika messages")
+        check(gateway.requests <= gateway_rows <= gateway.requests + INGEST_CONNECTIONS,
+              f"ingest: {gateway_rows} rows for {gateway.requests} gateway 200s")
+    finally:
+        db.close()
+    return {
+        "ingest_rps": gateway.rate, "ingest_p50": gateway.p50_ms, "ingest_p99": gateway.p99_ms,
+        "pika_rps": pika.rate, "pika_p50": pika.p50_ms, "pika_p99": pika.p99_ms,
+    }
+
+
+# --- Scenario: end to end (gateway 200 -> row in orders_db) -----------------------------------------------
+
+def end_to_end(settings: Settings, round_no: int, ingest_rps: float) -> dict[str, float]:
+    rate = ingest_rps / 2
+    user_base = 1_000_000 * (round_no + 1)
+    arrived = loadgen.paced_billing(settings, f"bench-e2e-r{round_no}", user_base, rate, E2E_SECONDS)
+    db = connect_db(settings, "BILLING")
+    try:
+        users = list(arrived)
+        count_sql = "SELECT count(*) FROM orders WHERE user_id BETWEEN %s AND %s"
+        wait_until(lambda: scalar(db, count_sql, (min(users), max(users))) >= len(users), 60,
+                   "the end-to-end orders to be stored", 0.1)
+        with db.cursor() as cursor:
+            cursor.execute("SELECT user_id, extract(epoch FROM created_at) FROM orders WHERE user_id BETWEEN %s AND %s",
+                           (min(users), max(users)))
+            rows = cursor.fetchall()
+    finally:
+        db.close()
+    check(len(rows) == len(users) and {u for u, _ in rows} == set(users),
+          f"end to end: {len(rows)} rows for {len(users)} orders (lost or duplicated)")
+    delays = sorted((float(created) - arrived[user]) * 1000 for user, created in rows)
+    p50, p99 = delays[len(delays) // 2], delays[min(len(delays) - 1, int(len(delays) * 0.99))]
+    log.info("  end to end at %.0f/s: p50 %.1f ms p99 %.1f ms (%d orders)", rate, p50, p99, len(delays))
+    return {"e2e_rate": rate, "e2e_p50": p50, "e2e_p99": p99}
+
+
+# --- Scenario: billing drain (billing_app vs one message per commit) --------------------------------------
+
+def _drain(settings: Settings, db, prefix: str, count: int, start_consumer) -> dict[str, float]:
+    """Backlog `count` orders while no consumer runs, start one, time until every row is stored, verify."""
+    dead = f"{settings.queue}.dead"
+    dead_before = queue_depth(settings, dead)
+    purge_queue(settings)
+    db.cursor().execute("TRUNCATE orders")
+    loadgen.publish_backlog(settings, prefix, count)
+    wait_until(lambda: queue_depth(settings) == count, 60, f"the {count}-order backlog to be queued", 0.1)
+    stored = lambda: scalar(db, "SELECT count(*) FROM orders")  # noqa: E731
+    started = time.monotonic()
+    stop = start_consumer()
+    try:
+        wait_until(lambda: stored() > 0, 60, "the consumer to store its first order", 0.02)
+        first_at, first_count = time.monotonic(), stored()
+        wait_until(lambda: stored() >= count, 600, f"the consumer to store {count} orders", 0.05)
+        done_at = time.monotonic()
+        wait_until(lambda: queue_depth(settings) == 0, 30, "the queue to be empty (acks)", 0.1)
+    finally:
+        stop()
+    with db.cursor() as cursor:
+        cursor.execute("SELECT count(*), count(DISTINCT message_id), count(*) FILTER (WHERE message_id LIKE %s) "
+                       "FROM orders", (prefix + "-%",))
+        rows, distinct, ours = cursor.fetchone()
+    lost, duplicates = count - distinct, rows - distinct
+    check(lost == 0 and duplicates == 0 and ours == count,
+          f"drain {prefix}: {lost} lost, {duplicates} duplicates, {ours} of {count} rows ours")
+    check(queue_depth(settings, dead) == dead_before, f"drain {prefix}: orders were dead-lettered")
+    rate = (count - first_count) / (done_at - first_at) if done_at > first_at else float("inf")
+    return {"rate": rate, "wall": done_at - started, "lost": lost, "duplicates": duplicates}
+
+
+def billing_drain(settings: Settings, round_no: int, log_dir: Path) -> dict[str, float]:
+    db = connect_db(settings, "BILLING")
+    try:
+        wait_queue_empty(settings)
+        pm2(settings, "stop", "billing_app")
+
+        def start_billing_app():
+            pm2(settings, "start", "billing_app")
+            return lambda: None
+
+        batched = _drain(settings, db, f"bench-drain-r{round_no}", DRAIN_BACKLOG, start_billing_app)
+        pm2(settings, "stop", "billing_app")
+
+        def start_baseline():
+            python = str(ROOT / "bench" / ".venv" / "bin" / "python")
+            stack = ExitStack()
+            stack.enter_context(child([python, str(ROOT / "bench" / "baseline_consumer.py")], "baseline_consumer",
+                                      log_dir, env=settings.env))
+            return stack.close
+
+        baseline = _drain(settings, db, f"bench-baseline-r{round_no}", BASELINE_BACKLOG, start_baseline)
+    finally:
+        if pm2_status(settings, "billing_app") != "online":
+            pm2(settings, "start", "billing_app")
+        db.close()
+    log.info("  drain billing_app %6.0f orders/s (%d in %.1f s) | one per commit %6.0f orders/s (%d in %.1f s)",
+             batched["rate"], DRAIN_BACKLOG, batched["wall"], baseline["rate"], BASELINE_BACKLOG, baseline["wall"])
+    return {
+        "drain_rps": batched["rate"], "drain_wall_s": batched["wall"],
+        "drain_lost": batched["lost"], "drain_duplicates": batched["duplicates"],
+        "baseline_drain_rps": baseline["rate"], "baseline_drain_wall_s": baseline["wall"],
+    }
+
+
+# --- Scenario: inventory at scale (title search, last page) -----------------------------------------------
+
+def search_queries() -> dict[str, tuple[str, dict]]:
+    """name -> (gateway path, SQL parameters of the same page)."""
+    queries = {}
+    for name, term in SEARCH_TERMS.items():
+        queries[f"search_{name}"] = (f"/api/movies?title={term}", {"after": 0, "limit": 21, "pattern": f"%{term}%"})
+    after = DATASET_ROWS - LAST_PAGE_LIMIT
+    queries["last_page"] = (f"/api/movies?limit={LAST_PAGE_LIMIT}&after={after}",
+                            {"after": after, "limit": LAST_PAGE_LIMIT + 1, "pattern": None})
+    return queries
+
+
+def _sql(params: dict) -> str:
+    return LIST_SQL.format(title="AND movies.title ILIKE %(pattern)s ESCAPE '\\' " if params["pattern"] else "")
+
+
+def check_search_answers(settings: Settings) -> None:
+    db = connect_db(settings, "INVENTORY")
+    try:
+        for name, (path, params) in search_queries().items():
+            response = requests.get(settings.gateway + path, timeout=10)
+            check(response.status_code == 200, f"{name}: GET {path} -> {response.status_code}")
+            with db.cursor() as cursor:
+                cursor.execute(_sql(params), params)
+                expected = [row[0] for row in cursor.fetchall()]
+            got = [movie["id"] for movie in response.json()]
+            page = params["limit"] - 1
+            check(got == expected[:page], f"{name}: the gateway's page differs from the database's")
+            check(("rel=\"next\"" in response.headers.get("Link", "")) == (len(expected) > page),
+                  f"{name}: wrong Link header {response.headers.get('Link')!r}")
+            check(len(got) > 0, f"{name}: an empty page proves nothing")
+    finally:
+        db.close()
+
+
+def inventory_search(settings: Settings, round_no: int) -> dict[str, float]:
+    figures: dict[str, float] = {}
+    db = connect_db(settings, "INVENTORY")
+    try:
+        with db.cursor() as cursor:
+            # The baseline: the same statement with every index path switched off, i.e. a sequential scan.
+            cursor.execute("SET enable_indexscan = off; SET enable_bitmapscan = off; SET enable_indexonlyscan = off")
+        for name, (path, params) in search_queries().items():
+            # One connection: the figure is the latency of one query, not queueing behind others.
+            load = loadgen.wrk(settings.gateway + path, "get", path, connections=1, duration_s=SEARCH_SECONDS)
+            timings = []
+            for _ in range(SCAN_REPEATS):
+                with db.cursor() as cursor:
+                    started = time.perf_counter()
+                    cursor.execute(_sql(params), params)
+                    cursor.fetchall()
+                    timings.append((time.perf_counter() - started) * 1000)
+            scan = statistics.median(timings)
+            figures.update({f"{name}_p50": load.p50_ms, f"{name}_p99": load.p99_ms, f"{name}_scan_ms": scan})
+            log.info("  %-14s p50 %5.1f ms p99 %5.1f ms | seq scan %6.1f ms", name, load.p50_ms, load.p99_ms, scan)
+    finally:
+        db.close()
+    return figures
