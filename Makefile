@@ -1,7 +1,7 @@
 # crud-master: the front door. Every target runs as root (it installs and supervises system services).
 SHELL := /bin/bash
 
-.PHONY: up test test-hosts down status logs
+.PHONY: up test test-hosts down status logs bench
 
 ## up: install what is missing, provision, and start the platform
 up:
@@ -26,3 +26,7 @@ status:
 ## logs: follow every app's log
 logs:
 	@bash scripts/logs.sh
+
+## bench: benchmarks side by side with their baselines, on a platform instance of its own (bench/README.md)
+bench:
+	@bash scripts/bench.sh
