@@ -72,6 +72,8 @@ def _spread(values: list[float]) -> tuple[float, float, float]:
 def _fmt(x: float) -> str:
     if x != x:  # NaN
         return "nan"
+    if x == int(x) and abs(x) < 100:  # counts (lost, duplicates) read as counts
+        return str(int(x))
     if abs(x) >= 100:
         return f"{x:.0f}"
     if abs(x) >= 10:
