@@ -1,0 +1,30 @@
+"""The API gateway: one public entry point that proxies /api/movies to the inventory and publishes
+/api/billing orders to RabbitMQ with broker confirms."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from . import billing, docs, health, proxy
+from .config import Config
+from .errors import register_error_handlers
+from .observability import init_request_logging
+from .proxy import InventoryClient
+from .publisher import Publisher
+
+
+def create_app(config: Config) -> Flask:
+    app = Flask(__name__, static_folder=None)
+    app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
+    app.json.ensure_ascii = False
+    app.json.sort_keys = False
+    app.extensions["gateway_config"] = config
+    # Created here, i.e. in each gunicorn worker after the fork: the HTTP pool is per process, and the
+    # publisher opens its AMQP connections lazily, per thread.
+    app.extensions["inventory_client"] = InventoryClient(config)
+    app.extensions["publisher"] = Publisher(config.rabbitmq)
+    init_request_logging(app)
+    register_error_handlers(app)
+    for blueprint in (proxy.bp, billing.bp, health.bp, docs.bp):
+        app.register_blueprint(blueprint)
+    return app

@@ -1,0 +1,52 @@
+"""Request ids and the access log: one line per request with method, path, status, duration, request id
+and the upstream the request went to (inventory, rabbitmq or -)."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+
+from flask import Flask, Response, g, request
+
+access_log = logging.getLogger("gateway.access")
+
+# A client-supplied id is echoed in logs, headers and AMQP properties, so only a short, plain token is trusted.
+_REQUEST_ID_PATTERN = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+
+
+def request_id_from(header_value: str | None) -> str:
+    if header_value and _REQUEST_ID_PATTERN.fullmatch(header_value):
+        return header_value
+    return uuid.uuid4().hex
+
+
+def mark_upstream(name: str) -> None:
+    """Record which dependency this request needed, for the access log."""
+    g.upstream = name
+
+
+def init_request_logging(app: Flask) -> None:
+    @app.before_request
+    def _start() -> None:
+        g.request_id = request_id_from(request.headers.get("X-Request-ID"))
+        g.started = time.perf_counter()
+
+    @app.after_request
+    def _finish(response: Response) -> Response:
+        # A request rejected before _start ran (e.g. by routing) still gets an id and a log line.
+        request_id = g.get("request_id") or request_id_from(request.headers.get("X-Request-ID"))
+        g.request_id = request_id
+        response.headers["X-Request-ID"] = request_id
+        duration_ms = (time.perf_counter() - g.get("started", time.perf_counter())) * 1000
+        access_log.info(
+            "%s %s %s %.1fms request_id=%s upstream=%s",
+            request.method,
+            request.full_path.rstrip("?"),
+            response.status_code,
+            duration_ms,
+            request_id,
+            g.get("upstream", "-"),
+        )
+        return response
