@@ -1,0 +1,101 @@
+"""Settings of the billing service, read once from the environment and validated."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from sqlalchemy.engine import URL
+
+
+class ConfigError(ValueError):
+    """The environment does not describe a usable service; the message names every problem."""
+
+
+@dataclass(frozen=True)
+class Config:
+    database_url: URL
+    rabbitmq_host: str
+    rabbitmq_port: int
+    rabbitmq_vhost: str
+    rabbitmq_user: str
+    rabbitmq_password: str = field(repr=False)
+    queue: str
+    status_host: str
+    # 0 lets the OS pick a free port (tests run several consumers side by side).
+    status_port: int
+    # A batch is one INSERT and one commit; it closes when full, when no message came for batch_idle_ms
+    # (so a lone order is stored at once), or when its oldest message has waited batch_max_wait_ms.
+    batch_size: int = 500
+    # Twice the batch: the broker keeps streaming the next batch while this one commits.
+    prefetch: int = 1000
+    batch_idle_ms: int = 50
+    batch_max_wait_ms: int = 1000
+    heartbeat_s: int = 30
+    # Ceilings of the exponential backoffs (broker reconnects, database retries).
+    reconnect_max_s: float = 30.0
+    db_retry_max_s: float = 10.0
+    db_connect_timeout_s: int = 3
+    db_statement_timeout_ms: int = 15000
+
+    @property
+    def dead_letter_exchange(self) -> str:
+        return f"{self.queue}.dlx"
+
+    @property
+    def dead_letter_queue(self) -> str:
+        return f"{self.queue}.dead"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Config:
+        problems: list[str] = []
+
+        def required(name: str) -> str:
+            value = env.get(name, "").strip()
+            if not value:
+                problems.append(f"{name} is not set")
+            return value
+
+        def integer(name: str, default: int | None, low: int, high: int) -> int:
+            raw = env.get(name, "").strip()
+            if not raw:
+                if default is None:
+                    problems.append(f"{name} is not set")
+                    return low
+                return default
+            if not raw.isdigit() or not low <= int(raw) <= high:
+                problems.append(f"{name}={raw!r} is not an integer in [{low}, {high}]")
+                return low
+            return int(raw)
+
+        database_url = URL.create(
+            "postgresql+psycopg2",
+            username=required("BILLING_DB_USER"),
+            password=required("BILLING_DB_PASSWORD"),
+            host=required("BILLING_DB_HOST"),
+            port=integer("BILLING_DB_PORT", None, 1, 65535),
+            database=required("BILLING_DB_NAME"),
+        )
+        values = dict(
+            database_url=database_url,
+            rabbitmq_host=required("RABBITMQ_HOST"),
+            rabbitmq_port=integer("RABBITMQ_PORT", None, 1, 65535),
+            rabbitmq_vhost=required("RABBITMQ_VHOST"),
+            rabbitmq_user=required("RABBITMQ_USER"),
+            rabbitmq_password=required("RABBITMQ_PASSWORD"),
+            queue=required("RABBITMQ_QUEUE"),
+            status_host=required("BILLING_STATUS_HOST"),
+            status_port=integer("BILLING_STATUS_PORT", None, 0, 65535),
+            batch_size=integer("BILLING_BATCH_SIZE", cls.batch_size, 1, 5000),
+            prefetch=integer("BILLING_PREFETCH", cls.prefetch, 1, 65535),
+            batch_idle_ms=integer("BILLING_BATCH_IDLE_MS", cls.batch_idle_ms, 1, 10_000),
+            batch_max_wait_ms=integer("BILLING_BATCH_MAX_WAIT_MS", cls.batch_max_wait_ms, 1, 60_000),
+            heartbeat_s=integer("BILLING_HEARTBEAT_S", cls.heartbeat_s, 0, 600),
+            reconnect_max_s=integer("BILLING_RECONNECT_MAX_S", int(cls.reconnect_max_s), 1, 600),
+            db_retry_max_s=integer("BILLING_DB_RETRY_MAX_S", int(cls.db_retry_max_s), 1, 600),
+        )
+        if problems:
+            raise ConfigError("invalid billing settings: " + "; ".join(problems))
+        if values["prefetch"] < values["batch_size"]:
+            raise ConfigError("invalid billing settings: BILLING_PREFETCH must be at least BILLING_BATCH_SIZE")
+        return cls(**values)

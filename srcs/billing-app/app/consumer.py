@@ -1,0 +1,279 @@
+"""The billing consumer: billing_queue -> batches -> orders_db, acked only after the commit.
+
+One BlockingConnection, one thread, an explicit lifecycle (as in pika's own examples): connect, declare the
+topology, consume in batches, and on any broker failure drop the unacked batch (the broker redelivers it; the
+unique message_id makes that harmless) and reconnect with a capped exponential backoff. Every wait while
+connected goes through the connection (consume's inactivity timeout, connection.sleep), so heartbeats are
+always answered.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+import uuid
+from dataclasses import dataclass
+
+import pika
+from pika.adapters.blocking_connection import BlockingChannel, BlockingConnection
+from pika.exceptions import AMQPError
+from pika.spec import Basic, BasicProperties
+from sqlalchemy import Engine
+from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
+from sqlalchemy.orm import sessionmaker
+
+from .config import Config
+from .messages import InvalidMessage, OrderRow, parse_order
+from .metrics import Metrics
+from .orders import insert_orders
+
+log = logging.getLogger("billing.consumer")
+
+
+def connection_parameters(config: Config) -> pika.ConnectionParameters:
+    return pika.ConnectionParameters(
+        host=config.rabbitmq_host,
+        port=config.rabbitmq_port,
+        virtual_host=config.rabbitmq_vhost,
+        credentials=pika.PlainCredentials(config.rabbitmq_user, config.rabbitmq_password),
+        heartbeat=config.heartbeat_s,
+        # The consumer's own loop retries with backoff; pika's retries would hide the failure from it.
+        connection_attempts=1,
+        socket_timeout=5,
+        blocked_connection_timeout=60,
+        client_properties={"connection_name": "billing_app"},
+    )
+
+
+def declare_topology(channel: BlockingChannel, config: Config) -> None:
+    """The queues exactly as conventions.md declares them (any difference makes the broker refuse)."""
+    channel.exchange_declare(config.dead_letter_exchange, exchange_type="direct", durable=True)
+    channel.queue_declare(config.dead_letter_queue, durable=True, arguments={"x-queue-type": "quorum"})
+    channel.queue_bind(config.dead_letter_queue, config.dead_letter_exchange, routing_key=config.dead_letter_queue)
+    channel.queue_declare(
+        config.queue,
+        durable=True,
+        arguments={
+            "x-queue-type": "quorum",
+            "x-dead-letter-exchange": config.dead_letter_exchange,
+            "x-dead-letter-routing-key": config.dead_letter_queue,
+            "x-dead-letter-strategy": "at-least-once",
+            "x-overflow": "reject-publish",
+            "x-delivery-limit": 5,
+        },
+    )
+
+
+class Backoff:
+    """Capped exponential delays with jitter, so restarted consumers do not retry in lockstep."""
+
+    def __init__(self, first_s: float, ceiling_s: float) -> None:
+        self._first, self._ceiling, self._attempt = first_s, ceiling_s, 0
+
+    def next(self) -> float:
+        delay = min(self._ceiling, self._first * 2**self._attempt)
+        self._attempt = min(self._attempt + 1, 32)
+        return delay * random.uniform(0.75, 1.0)
+
+    def reset(self) -> None:
+        self._attempt = 0
+
+
+@dataclass(frozen=True)
+class _Delivery:
+    delivery_tag: int
+    row: OrderRow
+    correlation_id: str | None
+
+
+class BillingConsumer:
+    def __init__(self, config: Config, engine: Engine, metrics: Metrics) -> None:
+        self._config = config
+        self._sessions = sessionmaker(engine)
+        self._metrics = metrics
+        self._connection: BlockingConnection | None = None
+        self._channel: BlockingChannel | None = None
+        self._batch: list[_Delivery] = []
+        self._batch_started = 0.0
+        self._stopping = False
+        self.connected = False
+
+    def stop(self) -> None:
+        """Ask the consumer to finish (or return) its batch and leave run(). Safe in a signal handler."""
+        self._stopping = True
+
+    def run(self) -> None:
+        backoff = Backoff(0.5, self._config.reconnect_max_s)
+        while not self._stopping:
+            try:
+                self._connect()
+                backoff.reset()
+                self._consume()
+            except AMQPError as exc:
+                log.warning(
+                    "broker connection lost (%r); %d unacked messages are left to the broker's redelivery",
+                    exc,
+                    len(self._batch),
+                )
+            finally:
+                self._batch.clear()
+                self._disconnect()
+            if not self._stopping:
+                delay = backoff.next()
+                log.info("reconnecting to RabbitMQ in %.1fs", delay)
+                self._sleep_disconnected(delay)
+        log.info("consumer stopped")
+
+    # --- lifecycle -------------------------------------------------------------------------------------------
+
+    def _connect(self) -> None:
+        config = self._config
+        log.info("connecting to amqp://%s:%d/%s", config.rabbitmq_host, config.rabbitmq_port, config.rabbitmq_vhost)
+        self._connection = pika.BlockingConnection(connection_parameters(config))
+        self._metrics.reconnects.inc()
+        self._channel = self._connection.channel()
+        declare_topology(self._channel, config)
+        self._channel.basic_qos(prefetch_count=config.prefetch)
+
+    def _consume(self) -> None:
+        assert self._channel is not None
+        config = self._config
+        self._set_connected(True)
+        log.info("consuming %s (batches of up to %d)", config.queue, config.batch_size)
+        deliveries = self._channel.consume(config.queue, inactivity_timeout=config.batch_idle_ms / 1000)
+        for method, properties, body in deliveries:
+            if method is None:  # no message for batch_idle_ms: store what has been gathered
+                self._flush()
+            else:
+                self._take(method, properties, body)
+                if len(self._batch) >= config.batch_size or self._batch_age_ms() >= config.batch_max_wait_ms:
+                    self._flush()
+            if self._stopping:
+                break
+        # Stopping: store the batch if the database lets us, then hand back everything still unacked.
+        self._flush()
+        if self._batch:
+            log.warning("stopping with the database unavailable: returning %d messages to the queue", len(self._batch))
+        self._batch.clear()
+        returned = self._channel.cancel()
+        log.info("consumer cancelled; %d prefetched messages returned to the queue", returned)
+
+    def _disconnect(self) -> None:
+        self._set_connected(False)
+        connection, self._connection, self._channel = self._connection, None, None
+        if connection is not None and connection.is_open:
+            try:
+                connection.close()  # unacked messages go back to the queue
+            except AMQPError as exc:
+                log.debug("closing the broker connection: %r", exc)
+
+    def _set_connected(self, connected: bool) -> None:
+        self.connected = connected
+        self._metrics.connected.set(1 if connected else 0)
+
+    # --- messages --------------------------------------------------------------------------------------------
+
+    def _take(self, method: Basic.Deliver, properties: BasicProperties, body: bytes) -> None:
+        assert self._channel is not None
+        message_id = properties.message_id
+        if not message_id:
+            message_id = uuid.uuid4().hex
+            log.warning(
+                "message without message_id (correlation_id=%s): stored under new id %s; a redelivery of it "
+                "cannot be recognised, so its producer gets at-least-once, not exactly-once",
+                properties.correlation_id,
+                message_id,
+            )
+        try:
+            row = parse_order(body, message_id)
+        except InvalidMessage as exc:
+            log.warning(
+                "dead-lettering message_id=%s correlation_id=%s: %s", message_id, properties.correlation_id, exc
+            )
+            self._channel.basic_reject(method.delivery_tag, requeue=False)
+            self._metrics.dead_lettered.inc()
+            return
+        if not self._batch:
+            self._batch_started = time.monotonic()
+        self._batch.append(_Delivery(method.delivery_tag, row, properties.correlation_id))
+
+    def _batch_age_ms(self) -> float:
+        return (time.monotonic() - self._batch_started) * 1000 if self._batch else 0.0
+
+    def _flush(self) -> None:
+        """Commit the batch, then ack it. While the database is down, keep it and retry; never ack before."""
+        if not self._batch:
+            return
+        assert self._channel is not None
+        backoff = Backoff(0.2, self._config.db_retry_max_s)
+        while True:
+            try:
+                stored, refused = self._write(self._batch)
+                break
+            except SQLAlchemyError as exc:
+                # Not the messages' fault: nothing is acked or dead-lettered, the batch waits for the database.
+                delay = backoff.next()
+                self._metrics.db_retries.inc()
+                log.warning(
+                    "database unavailable (%s); holding %d messages, retrying in %.1fs",
+                    _short(exc),
+                    len(self._batch),
+                    delay,
+                )
+                self._sleep_connected(delay)
+                if self._stopping:
+                    return
+        for delivery, reason in refused:
+            log.error("dead-lettering message_id=%s: the database refused it: %s", delivery.row.message_id, reason)
+            self._channel.basic_reject(delivery.delivery_tag, requeue=False)
+        self._channel.basic_ack(self._batch[-1].delivery_tag, multiple=True)
+        duplicates = len(self._batch) - len(stored) - len(refused)
+        self._metrics.stored.inc(len(stored))
+        self._metrics.duplicates.inc(duplicates)
+        self._metrics.dead_lettered.inc(len(refused))
+        self._metrics.batches.inc()
+        if duplicates:
+            log.info("batch of %d: %d stored, %d duplicates skipped", len(self._batch), len(stored), duplicates)
+        else:
+            log.debug("batch of %d stored", len(self._batch))
+        self._batch.clear()
+
+    def _write(self, batch: list[_Delivery]) -> tuple[set[str], list[tuple[_Delivery, str]]]:
+        """One INSERT and one commit; returns the message ids stored and the deliveries the database refused."""
+        try:
+            with self._sessions.begin() as session:
+                return insert_orders(session, [delivery.row for delivery in batch]), []
+        except (DataError, IntegrityError):
+            # Validation should make this impossible; if it happens, find the culprits one savepoint at a time
+            # instead of retrying the whole batch forever.
+            log.exception("the database refused a batch of %d; storing its orders one by one", len(batch))
+        stored: set[str] = set()
+        refused: list[tuple[_Delivery, str]] = []
+        with self._sessions.begin() as session:
+            for delivery in batch:
+                try:
+                    with session.begin_nested():
+                        stored |= insert_orders(session, [delivery.row])
+                except (DataError, IntegrityError) as exc:
+                    refused.append((delivery, _short(exc)))
+        return stored, refused
+
+    # --- waits -----------------------------------------------------------------------------------------------
+
+    def _sleep_connected(self, seconds: float) -> None:
+        # connection.sleep services heartbeats; short slices keep a stop request prompt.
+        assert self._connection is not None
+        deadline = time.monotonic() + seconds
+        while not self._stopping and (left := deadline - time.monotonic()) > 0:
+            self._connection.sleep(min(left, 0.25))
+
+    def _sleep_disconnected(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while not self._stopping and (left := deadline - time.monotonic()) > 0:
+            time.sleep(min(left, 0.25))
+
+
+def _short(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__

@@ -1,0 +1,95 @@
+"""Fixtures built from the factory and Config, on BILLING_TEST_DB_NAME and RABBITMQ_TEST_VHOST (never the platform's)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from alembic import command
+from sqlalchemy import Engine, create_engine, func, select, text
+from sqlalchemy.engine import URL
+
+from app.config import Config
+from app.models import Order
+
+from .support import Broker, InProcessService, ServerProcess, alembic_config, test_environment
+
+
+@pytest.fixture(scope="session")
+def config() -> Config:
+    return Config.from_env(test_environment())
+
+
+@pytest.fixture(scope="session")
+def migrated_database(config: Config) -> URL:
+    command.upgrade(alembic_config(config.database_url), "head")
+    return config.database_url
+
+
+@pytest.fixture(scope="session")
+def engine(migrated_database: URL) -> Iterator[Engine]:
+    engine = create_engine(migrated_database, pool_pre_ping=True)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def broker(config: Config) -> Broker:
+    """A clean slate: empty orders table, freshly declared queues."""
+    broker = Broker(config)
+    broker.reset()
+    return broker
+
+
+@pytest.fixture
+def orders(engine: Engine, broker: Broker) -> Callable[[], int]:
+    """Truncates orders, then counts them on demand."""
+    with engine.begin() as connection:
+        connection.execute(text("TRUNCATE orders RESTART IDENTITY"))
+
+    def count() -> int:
+        with engine.connect() as connection:
+            return connection.scalar(select(func.count()).select_from(Order))
+
+    return count
+
+
+@pytest.fixture
+def stored_ids(engine: Engine) -> Callable[[], list[str]]:
+    def ids() -> list[str]:
+        with engine.connect() as connection:
+            return list(connection.scalars(select(Order.message_id)))
+
+    return ids
+
+
+@pytest.fixture
+def start_consumer(config: Config) -> Iterator[Callable[..., InProcessService]]:
+    started: list[InProcessService] = []
+
+    def start(**changes: object) -> InProcessService:
+        service = InProcessService(replace(config, **changes)).start()
+        started.append(service)
+        return service
+
+    yield start
+    for service in started:
+        service.stop()
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
+    """Start server.py subprocesses with the test settings; any still running at teardown is killed."""
+    started: list[ServerProcess] = []
+
+    def start(**overrides: str) -> ServerProcess:
+        process = ServerProcess(test_environment(**overrides), tmp_path / f"server-{len(started)}.log").start()
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        process.kill()
+
