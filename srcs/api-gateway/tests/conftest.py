@@ -1,0 +1,93 @@
+"""Fixtures built from the app factory, against the real inventory, RabbitMQ and PostgreSQL, on test settings
+only: the inventory on INVENTORY_TEST_DB_NAME, RabbitMQ on RABBITMQ_TEST_VHOST."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pika
+from pika.adapters.blocking_connection import BlockingChannel
+import pytest
+import requests
+from flask import Flask
+from flask.testing import FlaskClient
+
+from app import create_app
+from app.config import Config
+from app.publisher import declare_topology
+
+from .support import InventoryProcess, gateway_environment, migrate_inventory_test_database
+
+
+@pytest.fixture(scope="session")
+def inventory() -> Iterator[InventoryProcess]:
+    migrate_inventory_test_database()
+    process = InventoryProcess().start()
+    yield process
+    process.stop()
+
+
+@pytest.fixture(scope="session")
+def config(inventory: InventoryProcess) -> Config:
+    return Config.from_env(gateway_environment(INVENTORY_URL=inventory.url))
+
+
+@pytest.fixture
+def app(config: Config) -> Flask:
+    return create_app(config)
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+@pytest.fixture
+def make_client(config: Config):
+    """A gateway with some settings changed (e.g. pointed at a stopped or slow inventory)."""
+
+    def make(**changes) -> FlaskClient:
+        return create_app(dataclasses.replace(config, **changes)).test_client()
+
+    return make
+
+
+@pytest.fixture
+def clean_movies(inventory: InventoryProcess) -> None:
+    assert requests.delete(f"{inventory.url}/api/movies", timeout=10).status_code == 200
+
+
+@contextmanager
+def open_channel(config: Config) -> Iterator[BlockingChannel]:
+    """An operator's channel on the test vhost (not the gateway's code path)."""
+    rabbit = config.rabbitmq
+    connection = pika.BlockingConnection(
+        pika.ConnectionParameters(
+            host=rabbit.host, port=rabbit.port, virtual_host=rabbit.vhost,
+            credentials=pika.PlainCredentials(rabbit.user, rabbit.password), connection_attempts=20, retry_delay=0.5,
+        )
+    )
+    try:
+        yield connection.channel()
+    finally:
+        try:
+            connection.close()
+        except pika.exceptions.AMQPError:  # already closed by the broker (tests that kill connections)
+            pass
+
+
+@pytest.fixture
+def amqp(config: Config) -> Iterator[BlockingChannel]:
+    """billing_queue declared as the gateway declares it, and empty."""
+    with open_channel(config) as channel:
+        declare_topology(channel, config.rabbitmq.queue)
+        channel.queue_purge(config.rabbitmq.queue)
+        yield channel
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Test runs must never touch the platform's vhost or database.
+    assert os.environ.get("RABBITMQ_TEST_VHOST"), "RABBITMQ_TEST_VHOST is not set (.env)"

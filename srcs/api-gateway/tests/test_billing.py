@@ -1,0 +1,173 @@
+"""POST /api/billing: validated orders reach billing_queue persistently, 200 only after the broker confirmed,
+503 (never 200) when it cannot take them; invalid input is refused and nothing is published."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+
+import pytest
+
+ORDER = {"user_id": "3", "number_of_items": "5", "total_amount": "180"}
+
+
+def get_message(amqp, queue: str):
+    method, properties, body = amqp.basic_get(queue, auto_ack=True)
+    assert method is not None, "no message in the queue"
+    return properties, json.loads(body)
+
+
+def assert_queue_empty(amqp, queue: str) -> None:
+    assert amqp.queue_declare(queue, passive=True).method.message_count == 0
+
+
+def rabbitmqctl(*args: str) -> None:
+    subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=120)
+
+
+def test_order_is_published_persistently_then_answered(client, amqp, config):
+    response = client.post("/api/billing", json=ORDER, headers={"X-Request-ID": "order-req-1"})
+    assert response.status_code == 200, response.data
+    body = response.get_json()
+    assert body["message"] == "Message posted"
+    assert body["request_id"] == response.headers["X-Request-ID"] == "order-req-1"
+
+    properties, message = get_message(amqp, config.rabbitmq.queue)
+    assert message == {"user_id": 3, "number_of_items": 5, "total_amount": "180.00"}
+    assert properties.message_id == body["message_id"] and len(body["message_id"]) == 32
+    assert properties.correlation_id == "order-req-1"
+    assert properties.delivery_mode == 2
+    assert properties.content_type == "application/json"
+    assert abs(properties.timestamp - time.time()) < 60
+    assert_queue_empty(amqp, config.rabbitmq.queue)
+
+
+@pytest.mark.parametrize(
+    ("order", "published"),
+    [
+        ({"user_id": 3, "number_of_items": 5, "total_amount": 180}, {"user_id": 3, "number_of_items": 5, "total_amount": "180.00"}),
+        ({"user_id": "0", "number_of_items": 0, "total_amount": "0.5"}, {"user_id": 0, "number_of_items": 0, "total_amount": "0.50"}),
+        ({"user_id": 7, "number_of_items": "12", "total_amount": 19.99}, {"user_id": 7, "number_of_items": 12, "total_amount": "19.99"}),
+        ({"user_id": 7, "number_of_items": 1, "total_amount": "9999999999.99"}, {"user_id": 7, "number_of_items": 1, "total_amount": "9999999999.99"}),
+    ],
+)
+def test_numbers_and_strings_are_accepted(client, amqp, config, order, published):
+    response = client.post("/api/billing/", json=order)
+    assert response.status_code == 200, response.data
+    assert get_message(amqp, config.rabbitmq.queue)[1] == published
+
+
+def test_idempotency_key_becomes_the_message_id(client, amqp, config):
+    for _ in range(2):  # a client retry: same key, same message id, same body
+        response = client.post("/api/billing", json=ORDER, headers={"Idempotency-Key": "order-2024-0001"})
+        assert response.status_code == 200 and response.get_json()["message_id"] == "order-2024-0001"
+    first, second = get_message(amqp, config.rabbitmq.queue), get_message(amqp, config.rabbitmq.queue)
+    assert first[0].message_id == second[0].message_id == "order-2024-0001"
+    assert first[1] == second[1]
+
+
+BAD_REQUESTS = [
+    # (content type, raw body, status, error, field named)
+    ("text/plain", json.dumps(ORDER), 415, "unsupported_media_type", None),
+    (None, json.dumps(ORDER), 415, "unsupported_media_type", None),
+    ("application/json", "{not json", 400, "bad_request", None),
+    ("application/json", "", 400, "bad_request", None),
+    ("application/json", "[1, 2]", 400, "bad_request", None),
+    ("application/json", '"text"', 400, "bad_request", None),
+    ("application/json", '{"user_id": NaN, "number_of_items": 1, "total_amount": 1}', 400, "bad_request", None),
+    ("application/json", json.dumps({"number_of_items": 1, "total_amount": 1}), 400, "validation_error", "user_id"),
+    ("application/json", json.dumps({**ORDER, "user_id": -1}), 400, "validation_error", "user_id"),
+    ("application/json", json.dumps({**ORDER, "user_id": "-1"}), 400, "validation_error", "user_id"),
+    ("application/json", json.dumps({**ORDER, "user_id": True}), 400, "validation_error", "user_id"),
+    ("application/json", json.dumps({**ORDER, "user_id": "3a"}), 400, "validation_error", "user_id"),
+    ("application/json", json.dumps({**ORDER, "user_id": 1.5}), 400, "validation_error", "user_id"),
+    ("application/json", json.dumps({**ORDER, "user_id": None}), 400, "validation_error", "user_id"),
+    ("application/json", json.dumps({**ORDER, "user_id": 2**63}), 400, "validation_error", "user_id"),
+    ("application/json", json.dumps({**ORDER, "number_of_items": False}), 400, "validation_error", "number_of_items"),
+    ("application/json", json.dumps({**ORDER, "number_of_items": " 5"}), 400, "validation_error", "number_of_items"),
+    ("application/json", json.dumps({**ORDER, "total_amount": "-1"}), 400, "validation_error", "total_amount"),
+    ("application/json", json.dumps({**ORDER, "total_amount": -0.5}), 400, "validation_error", "total_amount"),
+    ("application/json", json.dumps({**ORDER, "total_amount": "1.234"}), 400, "validation_error", "total_amount"),
+    ("application/json", json.dumps({**ORDER, "total_amount": "1e3"}), 400, "validation_error", "total_amount"),
+    ("application/json", json.dumps({**ORDER, "total_amount": True}), 400, "validation_error", "total_amount"),
+    ("application/json", json.dumps({**ORDER, "total_amount": "10000000000"}), 400, "validation_error", "total_amount"),
+    ("application/json", json.dumps({**ORDER, "coupon": "FREE"}), 400, "validation_error", "coupon"),
+    ("application/json", json.dumps({**ORDER, "pad": "x" * 70_000}), 413, "payload_too_large", None),
+]
+
+
+@pytest.mark.parametrize(("content_type", "raw", "status", "error", "field"), BAD_REQUESTS)
+def test_bad_input_is_refused_and_nothing_is_published(client, amqp, config, content_type, raw, status, error, field):
+    headers = {"Content-Type": content_type} if content_type else {}
+    response = client.post("/api/billing", data=raw.encode(), headers=headers)
+    assert response.status_code == status, response.data
+    body = response.get_json()
+    assert body["error"] == error and body["request_id"] == response.headers["X-Request-ID"]
+    if field:
+        assert field in [detail["field"] for detail in body["details"]]
+        assert all(detail["reason"] for detail in body["details"])
+    assert_queue_empty(amqp, config.rabbitmq.queue)
+
+
+@pytest.mark.parametrize("key", ["", "x" * 129, "with space", "caf\u00e9"])
+def test_bad_idempotency_key_is_refused(client, amqp, config, key):
+    response = client.post("/api/billing", json=ORDER, headers={"Idempotency-Key": key})
+    assert response.status_code == 400
+    assert response.get_json()["details"][0]["field"] == "Idempotency-Key"
+    assert_queue_empty(amqp, config.rabbitmq.queue)
+
+
+def test_wrong_method_is_405_with_allow(client):
+    response = client.get("/api/billing")
+    assert response.status_code == 405
+    assert response.get_json()["error"] == "method_not_allowed"
+    assert "POST" in response.headers["Allow"]
+
+
+def test_a_killed_connection_does_not_fail_the_next_order(client, amqp, config):
+    assert client.post("/api/billing", json=ORDER).status_code == 200  # opens this thread's connection
+    rabbitmqctl("close_all_connections", "-p", config.rabbitmq.vhost, "test: simulated connection loss")
+    time.sleep(0.2)  # let the broker's close frame arrive
+    response = client.post("/api/billing", json=ORDER)
+    assert response.status_code == 200, response.data
+    # The test's own channel was closed too; count with a new one.
+    from .conftest import open_channel
+
+    with open_channel(config) as channel:
+        assert channel.queue_declare(config.rabbitmq.queue, passive=True).method.message_count == 2
+
+
+def test_a_deleted_queue_is_declared_again(client, amqp, config):
+    assert client.post("/api/billing", json=ORDER).status_code == 200
+    amqp.queue_delete(config.rabbitmq.queue)
+    # The first try comes back unroutable; the gateway reconnects, declares the topology, publishes again.
+    assert client.post("/api/billing", json=ORDER).status_code == 200
+    assert amqp.queue_declare(config.rabbitmq.queue, passive=True).method.message_count == 1
+
+
+def test_broker_down_gives_503_never_200_and_recovers_without_restart(client, amqp, config):
+    from .conftest import open_channel
+
+    assert client.post("/api/billing", json=ORDER).status_code == 200
+    try:
+        rabbitmqctl("stop_app")
+        for _ in range(2):  # both the dead connection and a fresh attempt fail cleanly
+            started = time.monotonic()
+            response = client.post("/api/billing", json=ORDER)
+            assert response.status_code == 503, response.data
+            assert response.get_json()["error"] == "service_unavailable"
+            assert time.monotonic() - started < 12
+        health = client.get("/health")
+        assert health.status_code == 503 and health.get_json()["down"] == ["rabbitmq"]
+    finally:
+        rabbitmqctl("start_app")
+    deadline = time.monotonic() + 60
+    while (status := client.post("/api/billing", json=ORDER).status_code) != 200 and time.monotonic() < deadline:
+        assert status == 503
+        time.sleep(0.5)
+    assert status == 200
+    assert client.get("/health").status_code == 200
+    with open_channel(config) as channel:
+        # The order answered before the stop and the one after it; none of the 503s.
+        assert channel.queue_declare(config.rabbitmq.queue, passive=True).method.message_count == 2
