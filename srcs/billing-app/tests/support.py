@@ -128,7 +128,7 @@ class Broker:
             connection.close()
 
     def queue_counts(self, queue: str | None = None) -> tuple[int, int]:
-        """(ready, unacknowledged) messages of a queue, as the broker reports them."""
+        """(ready, unacknowledged) messages of a queue, as the broker reports them (a few seconds late)."""
         result = subprocess.run(
             ["rabbitmqctl", "-q", "list_queues", "-p", self.config.rabbitmq_vhost, "--no-table-headers",
              "name", "messages_ready", "messages_unacknowledged"],
