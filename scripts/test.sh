@@ -27,3 +27,19 @@ test_inventory() {
 
 pg_ensure_running
 test_inventory
+
+# The billing suite, on BILLING_TEST_DB_NAME (dropped and re-created: every run starts from an empty schema,
+# which its fixtures migrate) and RABBITMQ_TEST_VHOST. Its failure tests stop and restart PostgreSQL and
+# RabbitMQ themselves, and always leave them running.
+test_billing() {
+  source "$ROOT/scripts/lib/rabbitmq.sh"
+  require_vars BILLING_DB_USER BILLING_DB_PASSWORD BILLING_TEST_DB_NAME RABBITMQ_TEST_VHOST
+  rmq_ensure_running
+  rmq_ensure_account "$RABBITMQ_TEST_VHOST"
+  pg_ensure_role "$BILLING_DB_USER" "$BILLING_DB_PASSWORD"
+  pg_drop_database "$BILLING_TEST_DB_NAME"
+  pg_ensure_database "$BILLING_TEST_DB_NAME" "$BILLING_DB_USER"
+  run_pytest billing-app
+}
+
+test_billing
