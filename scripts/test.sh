@@ -28,6 +28,24 @@ test_inventory() {
 pg_ensure_running
 test_inventory
 
+source "$ROOT/scripts/lib/rabbitmq.sh"
+
+# The gateway's suite runs in front of the real inventory (its own venv and migrations, on
+# INVENTORY_TEST_DB_NAME, which the inventory suite may have dropped) and publishes to RABBITMQ_TEST_VHOST.
+test_gateway() {
+  require_vars INVENTORY_DB_USER INVENTORY_DB_PASSWORD INVENTORY_TEST_DB_NAME RABBITMQ_TEST_VHOST
+  rmq_ensure_running
+  rmq_ensure_account "$RABBITMQ_TEST_VHOST"
+  pg_ensure_role "$INVENTORY_DB_USER" "$INVENTORY_DB_PASSWORD"
+  pg_ensure_database "$INVENTORY_TEST_DB_NAME" "$INVENTORY_DB_USER"
+  local inventory=$ROOT/srcs/inventory-app
+  venv_ensure "$inventory"
+  (cd "$inventory" && INVENTORY_DB_NAME=$INVENTORY_TEST_DB_NAME .venv/bin/alembic upgrade head)
+  run_pytest api-gateway
+}
+
+test_gateway
+
 # The billing suite, on BILLING_TEST_DB_NAME (dropped and re-created: every run starts from an empty schema,
 # which its fixtures migrate) and RABBITMQ_TEST_VHOST. Its failure tests stop and restart PostgreSQL and
 # RabbitMQ themselves, and always leave them running.

@@ -21,9 +21,10 @@ log = logging.getLogger(__name__)
 
 bp = Blueprint("billing", __name__)
 
-# The widest integer PostgreSQL stores (bigint) and NUMERIC(12,2)'s largest value: anything beyond could never
-# be stored, so it is bad input here rather than a dead letter later.
-MAX_INTEGER = 2**63 - 1
+# The bounds of orders_db's columns (user_id bigint, number_of_items integer, total_amount NUMERIC(12,2)): a value
+# beyond them could never be stored, so it is bad input here rather than a dead letter later.
+MAX_USER_ID = 2**63 - 1
+MAX_NUMBER_OF_ITEMS = 2**31 - 1
 MAX_AMOUNT = Decimal("9999999999.99")
 
 _DIGITS = re.compile(r"[0-9]+")
@@ -57,7 +58,8 @@ def _decimal_input(value: Any) -> Any:
     raise ValueError("must be a non-negative decimal number (a JSON number or a decimal string)")
 
 
-Count = Annotated[int, BeforeValidator(_integer_input), Field(ge=0, le=MAX_INTEGER, strict=True)]
+UserId = Annotated[int, BeforeValidator(_integer_input), Field(ge=0, le=MAX_USER_ID, strict=True)]
+ItemCount = Annotated[int, BeforeValidator(_integer_input), Field(ge=0, le=MAX_NUMBER_OF_ITEMS, strict=True)]
 Amount = Annotated[
     Decimal,
     BeforeValidator(_decimal_input),
@@ -69,8 +71,8 @@ class Order(BaseModel):
     # forbid: a misspelt field is an error, not an order silently missing a value.
     model_config = ConfigDict(extra="forbid")
 
-    user_id: Count
-    number_of_items: Count
+    user_id: UserId
+    number_of_items: ItemCount
     total_amount: Amount
 
     def message_body(self) -> bytes:

@@ -54,10 +54,11 @@ def inventory_environment(port: int) -> dict[str, str]:
 
 
 def migrate_inventory_test_database() -> None:
-    subprocess.run(
+    result = subprocess.run(
         [str(INVENTORY_DIR / ".venv" / "bin" / "alembic"), "upgrade", "head"],
-        cwd=INVENTORY_DIR, env=inventory_environment(free_port()), check=True, capture_output=True, timeout=60,
+        cwd=INVENTORY_DIR, env=inventory_environment(free_port()), capture_output=True, text=True, timeout=60,
     )
+    assert result.returncode == 0, f"the inventory's migrations failed:\n{result.stdout}{result.stderr}"
 
 
 def wait_for(url: str, deadline_s: float = 20) -> requests.Response:
@@ -84,7 +85,10 @@ class InventoryProcess:
             [str(INVENTORY_PYTHON), "server.py"], cwd=INVENTORY_DIR, env=inventory_environment(self.port),
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
-        response = wait_for(f"{self.url}/health")
+        # Up means answering 200: a 503 (its database still starting) is waited out too.
+        deadline = time.monotonic() + 30
+        while (response := wait_for(f"{self.url}/health")).status_code != 200 and time.monotonic() < deadline:
+            time.sleep(0.2)
         assert response.status_code == 200, response.text
         return self
 

@@ -49,7 +49,8 @@ def test_order_is_published_persistently_then_answered(client, amqp, config):
         ({"user_id": 3, "number_of_items": 5, "total_amount": 180}, {"user_id": 3, "number_of_items": 5, "total_amount": "180.00"}),
         ({"user_id": "0", "number_of_items": 0, "total_amount": "0.5"}, {"user_id": 0, "number_of_items": 0, "total_amount": "0.50"}),
         ({"user_id": 7, "number_of_items": "12", "total_amount": 19.99}, {"user_id": 7, "number_of_items": 12, "total_amount": "19.99"}),
-        ({"user_id": 7, "number_of_items": 1, "total_amount": "9999999999.99"}, {"user_id": 7, "number_of_items": 1, "total_amount": "9999999999.99"}),
+        ({"user_id": 2**63 - 1, "number_of_items": 2**31 - 1, "total_amount": "9999999999.99"},
+         {"user_id": 2**63 - 1, "number_of_items": 2**31 - 1, "total_amount": "9999999999.99"}),
     ],
 )
 def test_numbers_and_strings_are_accepted(client, amqp, config, order, published):
@@ -85,6 +86,7 @@ BAD_REQUESTS = [
     ("application/json", json.dumps({**ORDER, "user_id": None}), 400, "validation_error", "user_id"),
     ("application/json", json.dumps({**ORDER, "user_id": 2**63}), 400, "validation_error", "user_id"),
     ("application/json", json.dumps({**ORDER, "number_of_items": False}), 400, "validation_error", "number_of_items"),
+    ("application/json", json.dumps({**ORDER, "number_of_items": 2**31}), 400, "validation_error", "number_of_items"),
     ("application/json", json.dumps({**ORDER, "number_of_items": " 5"}), 400, "validation_error", "number_of_items"),
     ("application/json", json.dumps({**ORDER, "total_amount": "-1"}), 400, "validation_error", "total_amount"),
     ("application/json", json.dumps({**ORDER, "total_amount": -0.5}), 400, "validation_error", "total_amount"),
