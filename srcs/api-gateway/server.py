@@ -60,8 +60,9 @@ def main() -> None:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s", stream=sys.stdout
     )
-    # pika logs every connection step at INFO; the gateway logs what matters itself.
-    logging.getLogger("pika").setLevel(logging.WARNING)
+    # pika logs every connection step, and an expected reconnect (an idle connection the broker dropped) as
+    # ERROR with a traceback; the publisher logs each of those events itself, in one line.
+    logging.getLogger("pika").setLevel(logging.CRITICAL)
     load_dotenv(os.environ.get("CRUD_MASTER_ENV_FILE", REPO_ROOT / ".env"), override=False)
     try:
         config = Config.from_env(os.environ)

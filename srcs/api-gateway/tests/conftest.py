@@ -86,6 +86,9 @@ def amqp(config: Config) -> Iterator[BlockingChannel]:
         declare_topology(channel, config.rabbitmq.queue)
         channel.queue_purge(config.rabbitmq.queue)
         yield channel
+    # Leave the test vhost as found: the billing suite shares it.
+    with open_channel(config) as channel:
+        channel.queue_purge(config.rabbitmq.queue)
 
 
 def pytest_configure(config: pytest.Config) -> None:

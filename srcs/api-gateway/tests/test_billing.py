@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import time
@@ -138,6 +139,17 @@ def test_a_killed_connection_does_not_fail_the_next_order(client, amqp, config):
 
     with open_channel(config) as channel:
         assert channel.queue_declare(config.rabbitmq.queue, passive=True).method.message_count == 2
+
+
+def test_an_idle_connection_dropped_by_the_broker_does_not_fail_the_next_order(make_client, amqp, config):
+    # A 1 s heartbeat that the idle thread never answers: the broker drops the connection after ~2-3 s, as it
+    # would overnight with the real 30 s heartbeat.
+    client = make_client(rabbitmq=dataclasses.replace(config.rabbitmq, heartbeat_s=1))
+    assert client.post("/api/billing", json=ORDER).status_code == 200
+    time.sleep(4)
+    response = client.post("/api/billing", json=ORDER)
+    assert response.status_code == 200, response.data
+    assert amqp.queue_declare(config.rabbitmq.queue, passive=True).method.message_count == 2
 
 
 def test_a_deleted_queue_is_declared_again(client, amqp, config):
