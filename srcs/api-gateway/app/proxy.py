@@ -106,6 +106,7 @@ class InventoryClient:
         try:
             data = response.read(self.max_body_bytes + 1)
             if len(data) > self.max_body_bytes:
+                response.close()  # the rest is unread: this connection cannot serve another request
                 raise ApiError(502, f"the inventory's answer is larger than {self.max_body_bytes} bytes")
             return UpstreamResponse(response.status, response.reason or "", list(response.headers.iteritems()), data)
         finally:

@@ -72,6 +72,15 @@ def wait_for(url: str, deadline_s: float = 20) -> requests.Response:
             time.sleep(0.05)
 
 
+def wait_for_health(url: str, deadline_s: float = 30) -> requests.Response:
+    """The first 200 from a health URL, or the last answer once the deadline passed (a dependency that is
+    still starting answers 503 for a moment)."""
+    deadline = time.monotonic() + deadline_s
+    while (response := wait_for(url, deadline_s)).status_code != 200 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return response
+
+
 class InventoryProcess:
     """The real inventory (its own server.py, its own venv) on a test port; can be stopped and started again."""
 
@@ -85,11 +94,12 @@ class InventoryProcess:
             [str(INVENTORY_PYTHON), "server.py"], cwd=INVENTORY_DIR, env=inventory_environment(self.port),
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
-        # Up means answering 200: a 503 (its database still starting) is waited out too.
-        deadline = time.monotonic() + 30
-        while (response := wait_for(f"{self.url}/health")).status_code != 200 and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert response.status_code == 200, response.text
+        try:
+            response = wait_for_health(f"{self.url}/health")
+            assert response.status_code == 200, response.text
+        except BaseException:
+            self.stop()  # never leave a server behind
+            raise
         return self
 
     def stop(self) -> None:

@@ -10,7 +10,7 @@ import sys
 
 import requests
 
-from .support import SERVICE_DIR, gateway_environment, wait_for
+from .support import SERVICE_DIR, gateway_environment, wait_for_health
 
 
 def test_server_serves_over_http_and_exits_0_on_sigterm(inventory, amqp, clean_movies):
@@ -19,7 +19,7 @@ def test_server_serves_over_http_and_exits_0_on_sigterm(inventory, amqp, clean_m
     process = subprocess.Popen([sys.executable, "server.py"], cwd=SERVICE_DIR, env=env,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        assert wait_for(f"{base}/health").status_code == 200
+        assert wait_for_health(f"{base}/health").status_code == 200
         created = requests.post(f"{base}/api/movies/", json={"title": "A new movie"}, timeout=5)
         assert created.status_code == 201
         assert created.headers["Location"] == f"/api/movies/{created.json()['id']}"

@@ -83,3 +83,15 @@ def test_exhausted_connection_pool_gives_503(make_client):
             holder.join()
         # Once the connection is back in the pool, the gateway works again.
         assert client.get("/api/movies").status_code == 200
+
+
+def test_oversized_inventory_answer_gives_502_and_the_pool_recovers(make_client):
+    def huge(connection) -> None:
+        connection.recv(65536)
+        connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 4096\r\n\r\n"
+                           + b"x" * 4096)
+
+    with FakeUpstream(huge) as upstream:
+        client = make_client(inventory_url=upstream.url, max_upstream_body_bytes=1024)
+        assert_error(client.get("/api/movies"), 502, "bad_gateway")
+        assert_error(client.get("/api/movies"), 502, "bad_gateway")  # not a half-read connection reused
