@@ -28,7 +28,8 @@ def main() -> int:
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
         stream=sys.stdout,
     )
-    logging.getLogger("pika").setLevel(logging.WARNING)
+    # pika logs every failed reconnect attempt with a traceback; the consumer logs one line per failure itself.
+    logging.getLogger("pika").setLevel(logging.CRITICAL)
     load_dotenv(REPO_ROOT / ".env", override=False)
     try:
         config = Config.from_env(os.environ)

@@ -3,8 +3,8 @@
 One BlockingConnection, one thread, an explicit lifecycle (as in pika's own examples): connect, declare the
 topology, consume in batches, and on any broker failure drop the unacked batch (the broker redelivers it; the
 unique message_id makes that harmless) and reconnect with a capped exponential backoff. Every wait while
-connected goes through the connection (consume's inactivity timeout, connection.sleep), so heartbeats are
-always answered.
+connected goes through the connection (process_data_events with a time limit, connection.sleep), so heartbeats
+are always answered.
 """
 
 from __future__ import annotations
@@ -96,6 +96,7 @@ class BillingConsumer:
         self._channel: BlockingChannel | None = None
         self._batch: list[_Delivery] = []
         self._batch_started = 0.0
+        self._last_delivery = 0.0
         self._stopping = False
         self.connected = False
 
@@ -137,27 +138,27 @@ class BillingConsumer:
         self._channel.basic_qos(prefetch_count=config.prefetch)
 
     def _consume(self) -> None:
-        assert self._channel is not None
+        assert self._connection is not None and self._channel is not None
         config = self._config
+        idle_s = config.batch_idle_ms / 1000
+        consumer_tag = self._channel.basic_consume(config.queue, self._on_delivery)
         self._set_connected(True)
         log.info("consuming %s (batches of up to %d)", config.queue, config.batch_size)
-        deliveries = self._channel.consume(config.queue, inactivity_timeout=config.batch_idle_ms / 1000)
-        for method, properties, body in deliveries:
-            if method is None:  # no message for batch_idle_ms: store what has been gathered
+        while not self._stopping:
+            # Returns as soon as deliveries were dispatched to _on_delivery, or after idle_s without any.
+            self._connection.process_data_events(time_limit=idle_s)
+            if self._batch and (
+                time.monotonic() - self._last_delivery >= idle_s  # quiet: store a lone order now
+                or self._batch_age_ms() >= config.batch_max_wait_ms  # busy but slow: bound the latency
+            ):
                 self._flush()
-            else:
-                self._take(method, properties, body)
-                if len(self._batch) >= config.batch_size or self._batch_age_ms() >= config.batch_max_wait_ms:
-                    self._flush()
-            if self._stopping:
-                break
-        # Stopping: store the batch if the database lets us, then hand back everything still unacked.
+        # Stopping. Cancel first so the broker sends nothing more, then store and ack what was taken: a
+        # graceful stop returns nothing to the queue (quorum queues count every return against the
+        # delivery limit). Only if the database is down is the batch handed back, unacked, by the close.
+        self._channel.basic_cancel(consumer_tag)
         self._flush()
         if self._batch:
             log.warning("stopping with the database unavailable: returning %d messages to the queue", len(self._batch))
-        self._batch.clear()
-        returned = self._channel.cancel()
-        log.info("consumer cancelled; %d prefetched messages returned to the queue", returned)
 
     def _disconnect(self) -> None:
         self._set_connected(False)
@@ -174,8 +175,18 @@ class BillingConsumer:
 
     # --- messages --------------------------------------------------------------------------------------------
 
-    def _take(self, method: Basic.Deliver, properties: BasicProperties, body: bytes) -> None:
-        assert self._channel is not None
+    def _on_delivery(
+        self, channel: BlockingChannel, method: Basic.Deliver, properties: BasicProperties, body: bytes
+    ) -> None:
+        self._last_delivery = time.monotonic()
+        self._take(channel, method, properties, body)
+        if len(self._batch) >= self._config.batch_size:
+            # Allowed inside a callback: pika services I/O (heartbeats) but does not re-dispatch while we wait.
+            self._flush()
+
+    def _take(
+        self, channel: BlockingChannel, method: Basic.Deliver, properties: BasicProperties, body: bytes
+    ) -> None:
         message_id = properties.message_id
         if not message_id:
             message_id = uuid.uuid4().hex
@@ -191,7 +202,7 @@ class BillingConsumer:
             log.warning(
                 "dead-lettering message_id=%s correlation_id=%s: %s", message_id, properties.correlation_id, exc
             )
-            self._channel.basic_reject(method.delivery_tag, requeue=False)
+            channel.basic_reject(method.delivery_tag, requeue=False)
             self._metrics.dead_lettered.inc()
             return
         if not self._batch:

@@ -1,4 +1,4 @@
-"""Fixtures built from the factory and Config, on BILLING_TEST_DB_NAME and RABBITMQ_TEST_VHOST (never the platform's)."""
+"""Fixtures built from the factory and Config, on BILLING_TEST_DB_NAME and RABBITMQ_TEST_VHOST (never orders_db)."""
 
 from __future__ import annotations
 

@@ -71,7 +71,8 @@ def wait_for(what: str, probe: Callable[[], T], timeout: float = 30.0, interval:
 
 
 def order(user_id: Any = 1, number_of_items: Any = 2, total_amount: Any = "10.50", **extra: Any) -> bytes:
-    return json.dumps({"user_id": user_id, "number_of_items": number_of_items, "total_amount": total_amount, **extra}).encode()
+    fields = {"user_id": user_id, "number_of_items": number_of_items, "total_amount": total_amount, **extra}
+    return json.dumps(fields).encode()
 
 
 class Broker:

@@ -25,8 +25,14 @@ def test_json_numbers_are_read_as_exact_decimals():
 
 @pytest.mark.parametrize(
     ("amount", "expected"),
-    [("0", Decimal("0")), ("0.5", Decimal("0.5")), ("12.34", Decimal("12.34")), ("9999999999.99", Decimal("9999999999.99")),
-     (7, Decimal("7")), (0, Decimal("0"))],
+    [
+        ("0", Decimal("0")),
+        ("0.5", Decimal("0.5")),
+        ("12.34", Decimal("12.34")),
+        ("9999999999.99", Decimal("9999999999.99")),
+        (7, Decimal("7")),
+        (0, Decimal("0")),
+    ],
 )
 def test_valid_amounts(amount, expected):
     assert parse_order(order(total_amount=amount), "m").total_amount == expected
