@@ -236,7 +236,12 @@ class BillingConsumer:
                 if self._stopping:
                     return
         for delivery, reason in refused:
-            log.error("dead-lettering message_id=%s: the database refused it: %s", delivery.row.message_id, reason)
+            log.error(
+                "dead-lettering message_id=%s correlation_id=%s: the database refused it: %s",
+                delivery.row.message_id,
+                delivery.correlation_id,
+                reason,
+            )
             self._channel.basic_reject(delivery.delivery_tag, requeue=False)
         self._channel.basic_ack(self._batch[-1].delivery_tag, multiple=True)
         duplicates = len(self._batch) - len(stored) - len(refused)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Annotated, Any, Union
+from typing import Annotated, Any
 
 from annotated_types import Ge, Le
 from pydantic import (
@@ -35,12 +35,12 @@ _DecimalText = Annotated[StrictStr, StringConstraints(pattern=r"^[0-9]+(\.[0-9]+
 
 def _whole_number(maximum: int) -> Any:
     # The pattern leaves int() nothing to misread; the bounds are the column's.
-    return Annotated[Union[StrictInt, _Digits], AfterValidator(int), Ge(0), Le(maximum)]
+    return Annotated[StrictInt | _Digits, AfterValidator(int), Ge(0), Le(maximum)]
 
 
 # JSON numbers arrive as Decimal (parse_float=Decimal), never float, so 0.1 stays exactly 0.1.
 _Amount = Annotated[
-    Union[StrictInt, Annotated[Decimal, Strict()], _DecimalText],
+    StrictInt | Annotated[Decimal, Strict()] | _DecimalText,
     AfterValidator(Decimal),
     Field(ge=0, max_digits=12, decimal_places=2),
 ]

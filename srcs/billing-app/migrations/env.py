@@ -10,9 +10,9 @@ from alembic import context
 from dotenv import load_dotenv
 from sqlalchemy import create_engine
 
+from app import models  # noqa: F401 - registers the tables on Base.metadata
 from app.config import Config
 from app.db import Base
-from app import models  # noqa: F401 - registers the tables on Base.metadata
 
 config = context.config
 if config.config_file_name is not None and config.attributes.get("configure_logger", True):

@@ -56,13 +56,14 @@ def test_database_outage_holds_messages_until_it_is_back(broker, orders, start_c
     consumer = start_consumer()
     wait_for("the consumer to subscribe", lambda: broker.consumer_count() == 1)
     with postgresql_stopped():
-        ids = broker.publish(order(user_id=i) for i in range(50))
+        # More than a batch: one full batch waits inside the delivery callback, the rest behind it.
+        ids = broker.publish(order(user_id=i) for i in range(1_200))
         wait_for("the consumer retrying the commit", lambda: consumer.metrics["billing_database_retries_total"] >= 2)
         assert not database_reachable(consumer.service.engine)
-        wait_for("the 50 held by the broker", lambda: sum(broker.queue_counts()) == 50, timeout=15)
+        wait_for("all 1,200 still held by the broker", lambda: sum(broker.queue_counts()) == 1_200, timeout=15)
         assert broker.queue_counts(broker.config.dead_letter_queue) == (0, 0)
         assert consumer.metrics["billing_orders_stored_total"] == 0
-    wait_for("the held orders stored", lambda: orders() == 50, timeout=60)
+    wait_for("the held orders stored", lambda: orders() == 1_200, timeout=60)
     assert sorted(stored_ids()) == sorted(ids)
     wait_for("every message acked", lambda: broker.queue_counts() == (0, 0), timeout=30)
     assert broker.queue_counts(broker.config.dead_letter_queue) == (0, 0)
