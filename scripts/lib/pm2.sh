@@ -11,9 +11,17 @@ node_ensure() {
   command -v npm >/dev/null || apt_install_missing npm
 }
 
+# The installed PM2's version, read from its package: `pm2 --version` would spawn a daemon (without the
+# kill signal below) as a side effect.
+pm2_installed_version() {
+  local root
+  root=$(npm root -g 2>/dev/null) || return 0
+  node -p "require('$root/pm2/package.json').version" 2>/dev/null || true
+}
+
 pm2_install() {
   node_ensure
-  if [ "$(pm2 --version 2>/dev/null | tail -n 1)" != "$PM2_VERSION" ]; then
+  if [ "$(pm2_installed_version)" != "$PM2_VERSION" ]; then
     changed "installing PM2 $PM2_VERSION"
     npm install -g --no-fund --no-audit --loglevel=error "pm2@$PM2_VERSION" >/dev/null
   fi
