@@ -1,10 +1,17 @@
 #!/usr/bin/env bash
-# make test: every service's suite against real PostgreSQL and RabbitMQ on loopback, each on
-# databases and a vhost of its own (the *_TEST_* settings of .env), never the platform's data.
+# make test: every test suite, against real PostgreSQL and RabbitMQ on loopback, installed and started by the
+# scripts themselves. Nothing here touches the data of a `make up` platform: the suites use databases and a
+# vhost of their own (the *_TEST_* settings of .env), and the system tests a whole platform instance of their
+# own (TEST_PM2_HOME, the TEST_* ports).
+#
+#   1. each service's own suite, in its own venv (inventory, gateway, billing);
+#   2. the system tests: the platform under PM2, driven through the gateway (newman, HTTP, pm2 stop/start);
+#   3. the three-host topology on network namespaces (scripts/test-hosts.sh, also `make test-hosts`).
+#
+# `bash scripts/test.sh system hosts` runs only the named suites (inventory gateway billing system hosts).
 set -euo pipefail
 source "$(dirname "$0")/lib/common.sh"
-source "$ROOT/scripts/lib/postgres.sh"
-source "$ROOT/scripts/lib/python.sh"
+for lib in postgres rabbitmq python pm2; do source "$ROOT/scripts/lib/$lib.sh"; done
 
 require_root
 load_env
@@ -25,34 +32,22 @@ test_inventory() {
   run_pytest inventory-app
 }
 
-pg_ensure_running
-test_inventory
-
-source "$ROOT/scripts/lib/rabbitmq.sh"
-
-# The gateway's suite runs in front of the real inventory (its own venv and migrations, on
-# INVENTORY_TEST_DB_NAME, which the inventory suite may have dropped) and publishes to RABBITMQ_TEST_VHOST.
+# The gateway's suite runs in front of the real inventory (its own venv, on INVENTORY_TEST_DB_NAME, which its
+# fixtures migrate) and publishes to RABBITMQ_TEST_VHOST.
 test_gateway() {
   require_vars INVENTORY_DB_USER INVENTORY_DB_PASSWORD INVENTORY_TEST_DB_NAME RABBITMQ_TEST_VHOST
-  rmq_ensure_running
   rmq_ensure_account "$RABBITMQ_TEST_VHOST"
   pg_ensure_role "$INVENTORY_DB_USER" "$INVENTORY_DB_PASSWORD"
   pg_ensure_database "$INVENTORY_TEST_DB_NAME" "$INVENTORY_DB_USER"
-  local inventory=$ROOT/srcs/inventory-app
-  venv_ensure "$inventory"
-  (cd "$inventory" && INVENTORY_DB_NAME=$INVENTORY_TEST_DB_NAME .venv/bin/alembic upgrade head)
+  venv_ensure "$ROOT/srcs/inventory-app"
   run_pytest api-gateway
 }
-
-test_gateway
 
 # The billing suite, on BILLING_TEST_DB_NAME (dropped and re-created: every run starts from an empty schema,
 # which its fixtures migrate) and RABBITMQ_TEST_VHOST. Its failure tests stop and restart PostgreSQL and
 # RabbitMQ themselves, and always leave them running.
 test_billing() {
-  source "$ROOT/scripts/lib/rabbitmq.sh"
   require_vars BILLING_DB_USER BILLING_DB_PASSWORD BILLING_TEST_DB_NAME RABBITMQ_TEST_VHOST
-  rmq_ensure_running
   rmq_ensure_account "$RABBITMQ_TEST_VHOST"
   pg_ensure_role "$BILLING_DB_USER" "$BILLING_DB_PASSWORD"
   pg_drop_database "$BILLING_TEST_DB_NAME"
@@ -60,4 +55,58 @@ test_billing() {
   run_pytest billing-app
 }
 
-test_billing
+newman_install() {
+  node_ensure
+  if [ "$(newman --version 2>/dev/null)" != "$NEWMAN_VERSION" ]; then
+    changed "installing newman $NEWMAN_VERSION"
+    npm install -g --no-fund --no-audit --loglevel=error "newman@$NEWMAN_VERSION" >/dev/null
+  fi
+}
+NEWMAN_VERSION=6.2.2
+
+# The whole platform, started by the very `make up` script under a PM2 daemon, ports, databases and vhost of
+# its own, then driven from outside by tests/system. The instance is killed on the way out, whatever happens.
+test_system() {
+  require_vars TEST_PM2_HOME TEST_GATEWAY_PORT TEST_INVENTORY_PORT TEST_BILLING_STATUS_PORT \
+    INVENTORY_TEST_DB_NAME BILLING_TEST_DB_NAME RABBITMQ_TEST_VHOST INVENTORY_HOST
+  export PM2_HOME=$TEST_PM2_HOME
+  export GATEWAY_PORT=$TEST_GATEWAY_PORT INVENTORY_PORT=$TEST_INVENTORY_PORT
+  export INVENTORY_URL=http://$INVENTORY_HOST:$TEST_INVENTORY_PORT BILLING_STATUS_PORT=$TEST_BILLING_STATUS_PORT
+  export INVENTORY_DB_NAME=$INVENTORY_TEST_DB_NAME BILLING_DB_NAME=$BILLING_TEST_DB_NAME
+  export RABBITMQ_VHOST=$RABBITMQ_TEST_VHOST
+  pm2_install
+  newman_install
+  venv_ensure "$ROOT/tests"
+  # A run that was cut short may have left its instance behind: start from nothing.
+  pm2 kill >/dev/null 2>&1 || true
+  trap system_down EXIT
+  log "starting the test platform instance: gateway :$GATEWAY_PORT, PM2_HOME=$PM2_HOME"
+  bash "$ROOT/scripts/up.sh" 2>&1 | sed 's/^/    /'
+  log "testing the platform (tests/system)"
+  (cd "$ROOT" && tests/.venv/bin/python -m pytest -q -p no:cacheprovider tests/system)
+}
+
+system_down() {
+  local rc=$?
+  if [ $rc -ne 0 ]; then
+    log "the system tests failed: the last lines of the instance's logs ($PM2_HOME/logs)"
+    tail -n 40 "$PM2_HOME"/logs/*.log >&2 2>/dev/null || true
+  fi
+  pm2 kill >/dev/null 2>&1 || true
+  exit $rc
+}
+
+test_hosts() { bash "$ROOT/scripts/test-hosts.sh"; }
+
+suites=("$@")
+[ ${#suites[@]} -gt 0 ] || suites=(inventory gateway billing system hosts)
+for suite in "${suites[@]}"; do
+  declare -F "test_$suite" >/dev/null || die "unknown suite '$suite' (inventory gateway billing system hosts)"
+done
+pg_ensure_running
+rmq_ensure_running
+for suite in "${suites[@]}"; do
+  # In a subshell: a suite's exports (the system instance's settings) and its trap stay with it.
+  ("test_$suite")
+done
+log "passed: ${suites[*]}"
