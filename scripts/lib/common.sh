@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared helpers for every script in scripts/. Source it; it defines functions and ROOT only.
 # Written for bash on Debian 12 and Ubuntu 24.04, with or without systemd, run as root
 # (the same scripts provision the Vagrant VMs and the one-machine mode).

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Node.js, PM2 and root's PM2 daemon. Source after common.sh.
 
 PM2_VERSION=7.0.4

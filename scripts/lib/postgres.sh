@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # PostgreSQL: install when missing, start when stopped, create roles and databases from .env.
 # Source after common.sh. Never hard-codes a PostgreSQL version: the cluster under /etc/postgresql tells.
 

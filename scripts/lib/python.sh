@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Python virtual environments: one per service, under srcs/<service>/.venv.
 # Source after common.sh.
 

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # RabbitMQ: install when missing, start when stopped, create the vhosts and the user from .env.
 # Source after common.sh.
 

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # What each role of the platform needs on its machine, as steps shared by `make up` (one machine,
 # every role) and the per-VM provisioning scripts (one role each). Source after common.sh and the
 # postgres, rabbitmq, python and pm2 helpers. Every step is idempotent.
