@@ -1,0 +1,161 @@
+# shellcheck shell=bash
+# The three roles of the VM deployment (gateway, inventory, billing). Source after common.sh and the
+# postgres, rabbitmq, python, pm2, services and firewall helpers.
+#
+# role_up is what every copy of a role runs, whether on its Vagrant VM (scripts/provision-<role>-vm.sh) or
+# in its network namespace in the three-host test (scripts/hosts-role.sh); the vm_* steps are those only a
+# real VM has (a code copy on its own disk, systemd units for boot).
+
+VM_APP_DIR=/opt/crud-master
+
+# role_app ROLE: the PM2 app of config.yaml that runs on that role's machine.
+role_app() {
+  case $1 in
+    gateway) echo api_gateway ;; inventory) echo inventory_app ;; billing) echo billing_app ;;
+    *) die "unknown role '$1' (gateway, inventory, billing)" ;;
+  esac
+}
+
+# What differs from one-machine mode: each service listens on, or talks to, its VM's private address.
+# Exported, so that PM2 (started from here) hands them to the apps and `pm2 save` keeps them for boot.
+role_env() {
+  require_vars GATEWAY_VM_IP INVENTORY_VM_IP BILLING_VM_IP INVENTORY_PORT
+  case $1 in
+    gateway)
+      # Every interface: the host reaches it on the private address; the firewall opens only this port.
+      export GATEWAY_HOST=0.0.0.0
+      export INVENTORY_URL=http://$INVENTORY_VM_IP:$INVENTORY_PORT
+      export RABBITMQ_HOST=$BILLING_VM_IP
+      ;;
+    inventory)
+      export INVENTORY_HOST=$INVENTORY_VM_IP
+      export INVENTORY_DB_HOST=127.0.0.1
+      ;;
+    billing)
+      export RABBITMQ_HOST=127.0.0.1
+      export BILLING_DB_HOST=127.0.0.1
+      ;;
+    *) die "unknown role '$1'" ;;
+  esac
+}
+
+# role_up ROLE: the role's services installed and provisioned (the same steps as `make up` uses for them),
+# and its app online in root's PM2.
+role_up() {
+  "${1}_provision"
+  pm2_install
+  pm2_daemon_ensure
+  pm2_start_apps "$(role_app "$1")"
+}
+
+# role_done ROLE: the closing line; a re-provisioning that changed nothing says so.
+role_done() {
+  if [ ${#CHANGES[@]} -eq 0 ]; then log "$1 role: nothing to do, everything was already in place"; fi
+  log "$1 role ready: sudo pm2 list shows $(role_app "$1")"
+}
+
+# --- steps only a real VM has ---------------------------------------------------------------------------
+
+# The apps run from a copy on the VM's own disk, not from the /vagrant shared folder: venvs need
+# symlinks and a fast disk, and a later `vagrant provision` brings the new code over.
+vm_sync_code() {
+  apt_install_missing rsync
+  [ "$ROOT" = "$VM_APP_DIR" ] && return 0
+  mkdir -p "$VM_APP_DIR"
+  rsync -a --delete --exclude .git --exclude .vagrant --exclude '.venv/' --exclude node_modules \
+    --exclude __pycache__ --exclude 'bench/results/' "$ROOT/" "$VM_APP_DIR/"
+}
+
+# Services that listen on the private address (PostgreSQL and the inventory on inventory-vm) may start at
+# boot before that interface has its address; letting them bind to it anyway avoids a failed first start.
+vm_allow_early_bind() {
+  local conf=/etc/sysctl.d/60-crud-master.conf
+  [ "$(cat "$conf" 2>/dev/null)" = "net.ipv4.ip_nonlocal_bind = 1" ] && return 0
+  changed "sysctl: services may bind to the private address before it is up"
+  echo "net.ipv4.ip_nonlocal_bind = 1" >"$conf"
+  sysctl -q -p "$conf"
+}
+
+# pg_listen_on ADDRESS DATABASE ROLE CLIENT: PostgreSQL also listens on ADDRESS and lets CLIENT (one
+# host) log in to DATABASE as ROLE with a password; everything else stays loopback-only.
+pg_listen_on() {
+  local version conf hba line
+  version=$(pg_version)
+  conf=/etc/postgresql/$version/main/conf.d/crud-master.conf
+  hba=/etc/postgresql/$version/main/pg_hba.conf
+  line="host $2 $3 $4/32 scram-sha-256"
+  if [ "$(cat "$conf" 2>/dev/null)" != "listen_addresses = 'localhost,$1'" ] || ! grep -qxF "$line" "$hba"; then
+    changed "PostgreSQL: listening on $1 for $4"
+    echo "listen_addresses = 'localhost,$1'" >"$conf"
+    grep -qxF "$line" "$hba" || echo "$line" >>"$hba"
+    if has_systemd; then systemctl restart "postgresql@$version-main"; else pg_ctlcluster "$version" main restart; fi
+    wait_until 60 "PostgreSQL to accept connections" pg_ready 127.0.0.1 "${PG_PORT:-5432}"
+  fi
+}
+
+# Root's PM2 comes back at boot (systemd unit from `pm2 startup`), still stopping apps with SIGTERM,
+# and its logs are rotated by logrotate (config from `pm2 logrotate`).
+vm_pm2_at_boot() {
+  local dropin=/etc/systemd/system/pm2-root.service.d/kill-signal.conf
+  if [ ! -f /etc/systemd/system/pm2-root.service ]; then
+    changed "PM2: starting root's daemon at boot"
+    pm2 startup systemd -u root --hp /root >/dev/null
+  fi
+  if [ ! -f "$dropin" ]; then
+    changed "PM2: the boot-time daemon stops apps with SIGTERM"
+    mkdir -p "$(dirname "$dropin")"
+    printf '[Service]\nEnvironment=PM2_KILL_SIGNAL=SIGTERM\n' >"$dropin"
+    systemctl daemon-reload
+  fi
+  [ -f /etc/logrotate.d/pm2-root ] || { changed "PM2: rotating logs"; pm2 logrotate -u root >/dev/null; }
+  # What `pm2 resurrect` brings back at boot: the apps now online, with the environment they run with.
+  pm2 save --force >/dev/null
+}
+
+# The role's firewall, now and at every boot, before any network interface comes up (as Debian's own
+# nftables.service does: no default dependencies, so no ordering cycle with the network).
+vm_firewall() {
+  local unit=/etc/systemd/system/crud-master-firewall.service
+  apt_install_missing nftables
+  firewall_load "$1"
+  if [ ! -f "$unit" ]; then
+    changed "firewall: loading the $1 rules at boot"
+    cat >"$unit" <<UNIT
+[Unit]
+Description=crud-master firewall ($1 role)
+DefaultDependencies=no
+Wants=network-pre.target
+After=local-fs.target
+Before=network-pre.target shutdown.target
+Conflicts=shutdown.target
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=$VM_APP_DIR/scripts/firewall.sh $1
+
+[Install]
+WantedBy=sysinit.target
+UNIT
+    systemctl daemon-reload
+    systemctl enable crud-master-firewall.service >/dev/null
+  fi
+}
+
+# vm_begin ROLE: the code copied to the VM's disk (ROOT moves there), the settings of .env, and the
+# addresses this role uses on the private network.
+vm_begin() {
+  require_root
+  vm_sync_code
+  ROOT=$VM_APP_DIR
+  load_env "$ROOT/.env"
+  role_env "$1"
+  log "provisioning the $1 role from $ROOT"
+}
+
+# vm_finish ROLE: the role's app kept across reboots, and its firewall.
+vm_finish() {
+  vm_pm2_at_boot
+  vm_firewall "$1"
+  role_done "$1"
+}

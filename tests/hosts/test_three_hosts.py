@@ -1,0 +1,128 @@
+"""The three-VM deployment, tested on network namespaces with the VMs' addresses and firewall files."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import uuid
+
+import pytest
+
+from .conftest import REPO_ROOT, SETTINGS, ip_of, wait_for
+
+GATEWAY = f"http://{SETTINGS['GATEWAY_VM_IP']}:{SETTINGS['GATEWAY_PORT']}"
+
+
+def test_the_gateway_serves_movies_across_the_hosts(hosts):
+    outside = hosts["outside"]
+    assert outside.http("GET", f"{GATEWAY}/health").status == 200
+    created = outside.http("POST", f"{GATEWAY}/api/movies/", {"title": "A new movie", "description": "Very short"})
+    assert created.status == 201
+    movie = created.json()
+    assert outside.http("GET", f"{GATEWAY}/api/movies/{movie['id']}").json() == movie
+    # The row is in movies_db on inventory-vm.
+    assert hosts["inventory"].sql("movies_db", f"SELECT title FROM movies WHERE id = {movie['id']}") == "A new movie"
+
+
+def test_an_order_goes_through_rabbitmq_on_billing_vm_into_orders_db(hosts):
+    key = f"hosts-{uuid.uuid4().hex}"
+    answer = hosts["outside"].http("POST", f"{GATEWAY}/api/billing/",
+                                   {"user_id": "3", "number_of_items": "5", "total_amount": "180"},
+                                   {"Idempotency-Key": key})
+    assert answer.status == 200 and answer.json()["message"] == "Message posted"
+    count = f"SELECT count(*) FROM orders WHERE message_id = '{key}'"
+    wait_for(lambda: hosts["billing"].sql("orders_db", count) == "1", 30, "the order in orders_db on billing-vm")
+
+
+def queue_ready(hosts) -> int:
+    """Messages ready in billing_queue on billing-vm, as `rabbitmqctl list_queues` reports them (its figures
+    are statistics, refreshed every few seconds: callers poll)."""
+    result = hosts["billing"].run("rabbitmqctl", "-q", "list_queues", "-p", SETTINGS["RABBITMQ_VHOST"], "name",
+                                  "messages_ready")
+    rows = dict(line.split("\t") for line in result.stdout.strip().splitlines()[1:])
+    return int(rows[SETTINGS["RABBITMQ_QUEUE"]])
+
+
+def test_orders_queue_on_billing_vm_while_its_consumer_is_stopped(hosts):
+    billing = hosts["billing"]
+    billing.pm2("stop", "billing_app")
+    key = f"hosts-{uuid.uuid4().hex}"
+    try:
+        answer = hosts["outside"].http("POST", f"{GATEWAY}/api/billing", {"user_id": 1, "number_of_items": 2,
+                                                                          "total_amount": 3}, {"Idempotency-Key": key})
+        assert answer.status == 200
+        wait_for(lambda: queue_ready(hosts) == 1, 30, "the order to wait in billing_queue on billing-vm")
+        assert billing.sql("orders_db", f"SELECT count(*) FROM orders WHERE message_id = '{key}'") == "0"
+    finally:
+        billing.pm2("start", "billing_app")
+    count = f"SELECT count(*) FROM orders WHERE message_id = '{key}'"
+    wait_for(lambda: billing.sql("orders_db", count) == "1", 60, "the queued order once billing_app is back")
+    wait_for(lambda: queue_ready(hosts) == 0, 30, "billing_queue on billing-vm to drain")
+
+
+@pytest.mark.parametrize(
+    ("target", "port_setting"),
+    [("inventory", "INVENTORY_PORT"), ("inventory", "INVENTORY_DB_PORT"), ("billing", "RABBITMQ_PORT"),
+     ("billing", "BILLING_DB_PORT"), ("billing", "BILLING_STATUS_PORT")],
+)
+def test_the_outside_reaches_nothing_but_the_gateway(hosts, target, port_setting):
+    outside = hosts["outside"]
+    assert outside.can_connect(ip_of("gateway"), SETTINGS["GATEWAY_PORT"])
+    assert not outside.can_connect(ip_of(target), SETTINGS[port_setting])
+
+
+@pytest.mark.parametrize(
+    ("target", "port_setting"),
+    [("inventory", "INVENTORY_PORT"), ("inventory", "INVENTORY_DB_PORT"), ("billing", "RABBITMQ_PORT")],
+)
+def test_the_gateway_reaches_what_it_needs(hosts, target, port_setting):
+    assert hosts["gateway"].can_connect(ip_of(target), SETTINGS[port_setting])
+
+
+def test_inventory_and_billing_vms_do_not_reach_each_other(hosts):
+    assert not hosts["inventory"].can_connect(ip_of("billing"), SETTINGS["RABBITMQ_PORT"])
+    assert not hosts["billing"].can_connect(ip_of("inventory"), SETTINGS["INVENTORY_DB_PORT"])
+
+
+def test_every_vm_runs_its_app_in_pm2(hosts):
+    for role, app in (("gateway", "api_gateway"), ("inventory", "inventory_app"), ("billing", "billing_app")):
+        apps = json.loads(hosts[role].run("pm2", "jlist").stdout)
+        assert [(a["name"], a["pm2_env"]["status"]) for a in apps] == [(app, "online")]
+
+
+def test_the_vagrantfile_validates_and_defines_the_three_vms():
+    validated = subprocess.run(["vagrant", "validate", "-p"], cwd=REPO_ROOT, capture_output=True, text=True,
+                               timeout=120)
+    assert validated.returncode == 0, validated.stdout + validated.stderr
+    recorded = subprocess.run(["ruby", str(REPO_ROOT / "tests/hosts/vagrant_machines.rb"), "Vagrantfile"],
+                              cwd=REPO_ROOT, capture_output=True, text=True, timeout=60, check=True)
+    machines = json.loads(recorded.stdout)
+    assert machines.pop("_box") == "bento/ubuntu-24.04"
+    assert {name: m["networks"] for name, m in machines.items()} == {
+        f"{role}-vm": [{"type": "private_network", "ip": ip_of(role)}] for role in ("gateway", "inventory", "billing")
+    }
+    for name, machine in machines.items():
+        role = name.removesuffix("-vm")
+        assert machine["hostname"] == name
+        assert machine["provisioners"][0]["inline"] == f"bash /vagrant/scripts/provision-{role}-vm.sh"
+        assert (REPO_ROOT / f"scripts/provision-{role}-vm.sh").is_file()
+
+
+@pytest.mark.parametrize(("role", "database", "other"), [("inventory", "movies_db", "orders_db"),
+                                                         ("billing", "orders_db", "movies_db")])
+def test_each_vm_lists_its_own_database(hosts, role, database, other):
+    # What `sudo -i -u postgres psql` then `\l` shows on that VM.
+    databases = hosts[role].sql("postgres", "SELECT datname FROM pg_database").split()
+    assert database in databases
+    assert other not in databases
+
+
+@pytest.mark.parametrize("role", ["inventory", "billing", "gateway"])
+def test_provisioning_a_role_again_changes_nothing(hosts, role):
+    app = {"gateway": "api_gateway", "inventory": "inventory_app", "billing": "billing_app"}[role]
+    pid_before = json.loads(hosts[role].run("pm2", "jlist").stdout)[0]["pid"]
+    again = hosts[role].run("bash", str(REPO_ROOT / "scripts/hosts-role.sh"), role, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert "nothing to do" in again.stderr, again.stderr
+    apps = json.loads(hosts[role].run("pm2", "jlist").stdout)
+    assert [(a["name"], a["pid"]) for a in apps] == [(app, pid_before)]
