@@ -189,7 +189,7 @@ def purge_queue(settings: Settings) -> None:
 
 
 def order_properties(message_id: str) -> pika.BasicProperties:
-    """The properties the gateway gives every order (conventions.md), so the consumer treats both alike."""
+    """The properties the gateway gives every order (srcs/api-gateway/app/publisher.py), so the consumer treats both alike."""
     return pika.BasicProperties(
         delivery_mode=2, content_type="application/json", message_id=message_id,
         correlation_id=uuid.uuid4().hex, timestamp=int(time.time()),

@@ -36,7 +36,7 @@ class QueueState:
 
 
 def queue_arguments(queue: str) -> dict[str, Any]:
-    """billing_queue's arguments, identical on every side that declares it (conventions.md)."""
+    """billing_queue's arguments, identical on every side that declares it (README "Queue topology")."""
     return {
         "x-queue-type": "quorum",
         "x-dead-letter-exchange": f"{queue}.dlx",

@@ -47,7 +47,8 @@ def connection_parameters(config: Config) -> pika.ConnectionParameters:
 
 
 def declare_topology(channel: BlockingChannel, config: Config) -> None:
-    """The queues exactly as conventions.md declares them (any difference makes the broker refuse)."""
+    """The queues exactly as the gateway declares them (README "Queue topology"): any difference in the
+    arguments makes the broker refuse the second declaration."""
     channel.exchange_declare(config.dead_letter_exchange, exchange_type="direct", durable=True)
     channel.queue_declare(config.dead_letter_queue, durable=True, arguments={"x-queue-type": "quorum"})
     channel.queue_bind(config.dead_letter_queue, config.dead_letter_exchange, routing_key=config.dead_letter_queue)

@@ -1,7 +1,7 @@
 """What a billing message must be: a JSON object with exactly the three order fields, validated by pydantic.
 
-The rules are the contract's (conventions.md): ids and counts are non-negative integers given as a JSON integer or
-a string of digits; the amount is a non-negative decimal given as a JSON number or a decimal string, with at most
+The rules are the platform contract's: ids and counts are non-negative integers given as a JSON integer or a
+string of digits; the amount is a non-negative decimal given as a JSON number or a decimal string, with at most
 2 decimal places and at most 12 digits (NUMERIC(12,2)). Booleans are not numbers and unknown fields are refused.
 Every input shape is matched strictly, so nothing is coerced by accident (" 3", "+3", "1e3", 3.0, true).
 """

@@ -1,4 +1,4 @@
-"""The pure validation of a message body: what an order may look like (conventions.md)."""
+"""The pure validation of a message body: what an order may look like (the contract's rules)."""
 
 from __future__ import annotations
 
