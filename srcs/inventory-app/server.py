@@ -14,44 +14,15 @@ from pathlib import Path
 from dotenv import load_dotenv
 from flask import Flask
 from gunicorn.app.base import BaseApplication
-from gunicorn.workers.gthread import TConn, ThreadWorker
 
 from app import create_app
 from app.config import Config, ConfigError
+from gunicorn_worker import DrainingThreadWorker
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 GRACEFUL_TIMEOUT_S = 20
 
 log = logging.getLogger("inventory")
-
-
-class DrainingThreadWorker(ThreadWorker):
-    """gunicorn's gthread worker, but a graceful stop serves every connection the kernel already queued.
-
-    gthread stops accepting on SIGTERM yet keeps its listening socket open until its last request is done;
-    the connections that queue meanwhile are reset when it finally closes, so under load a `pm2 restart`
-    would cut off requests clients had already sent. This worker takes the queue and closes the socket at
-    once instead: a client is either served, or refused before sending anything (and may safely retry).
-    """
-
-    def set_accept_enabled(self, enabled: bool) -> None:
-        super().set_accept_enabled(enabled)
-        if not enabled and not self.alive:
-            self._serve_queued_then_stop_listening()
-
-    def _serve_queued_then_stop_listening(self) -> None:
-        for listener in self.sockets:
-            listener.setblocking(False)
-            while True:
-                try:
-                    client, address = listener.accept()
-                except OSError:  # EAGAIN: the queue is empty
-                    break
-                self.nr_conns += 1
-                client.setblocking(True)
-                self.enqueue_req(TConn(self.cfg, client, address, listener.getsockname()))
-            # The master closed its copy before signalling: the last worker to get here closes the socket.
-            listener.close()
 
 
 class InventoryServer(BaseApplication):

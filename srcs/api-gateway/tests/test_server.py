@@ -4,13 +4,39 @@ settings, and stops cleanly on SIGTERM."""
 from __future__ import annotations
 
 import http.client
+import json
 import signal
+import socket
 import subprocess
 import sys
 
 import requests
 
 from .support import SERVICE_DIR, gateway_environment, wait_for_health
+
+
+def raw_exchange(port: int, request: bytes) -> tuple[int, str, dict]:
+    """Send bytes no HTTP client library would send; return the status, Content-Type and JSON body."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(request)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = dict(line.split(": ", 1) for line in lines[1:])
+    return int(lines[0].split()[1]), headers.get("Content-Type", ""), json.loads(body)
+
+
+# Requests gunicorn refuses before the app sees them: still the JSON error shape, never an HTML page.
+UNPARSABLE_REQUESTS = [
+    (b"GET /api/movies?title=" + b"x" * 5000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414, "uri_too_long"),
+    (b"GET /api/movies HTTP/1.1\r\nHost: x\r\nX-Big: " + b"y" * 9000 + b"\r\n\r\n", 431,
+     "request_header_fields_too_large"),
+    (b"GET /api/movies HTTP/1.1\r\nHost: x\r\n" + b"X-Many: z\r\n" * 200 + b"\r\n", 431,
+     "request_header_fields_too_large"),
+    (b"NOT A REQUEST LINE\r\n\r\n", 400, "bad_request"),
+]
 
 
 def test_server_serves_over_http_and_exits_0_on_sigterm(inventory, amqp, clean_movies):
@@ -42,6 +68,10 @@ def test_server_serves_over_http_and_exits_0_on_sigterm(inventory, amqp, clean_m
         proxied_chunked = requests.post(f"{base}/api/movies", data=iter([b'{"title": "', b"x" * 70_000, b'"}']),
                                         headers={"Content-Type": "application/json"}, timeout=5)
         assert proxied_chunked.status_code == 413
+        for request, status, code in UNPARSABLE_REQUESTS:
+            answer = raw_exchange(int(env["GATEWAY_PORT"]), request)
+            assert answer[:2] == (status, "application/json"), (request[:40], answer)
+            assert answer[2]["error"] == code and answer[2]["message"] and answer[2]["request_id"]
     finally:
         process.send_signal(signal.SIGTERM)
         output, _ = process.communicate(timeout=30)
