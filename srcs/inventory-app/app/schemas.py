@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
 from .models import DESCRIPTION_MAX_LENGTH, TITLE_MAX_LENGTH
 
@@ -13,8 +21,19 @@ MAX_ID = 2**63 - 1
 DEFAULT_PAGE_SIZE = 20
 MAX_PAGE_SIZE = 100
 
-Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=TITLE_MAX_LENGTH)]
-Description = Annotated[str, StringConstraints(max_length=DESCRIPTION_MAX_LENGTH)]
+
+
+def _no_nul(text: str) -> str:
+    # PostgreSQL text cannot hold U+0000: refuse it here, as bad input, rather than fail in the driver.
+    if "\x00" in text:
+        raise ValueError("must not contain the NUL character (\\u0000)")
+    return text
+
+
+Title = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=TITLE_MAX_LENGTH), AfterValidator(_no_nul)
+]
+Description = Annotated[str, StringConstraints(max_length=DESCRIPTION_MAX_LENGTH), AfterValidator(_no_nul)]
 
 
 class MovieCreate(BaseModel):
@@ -56,6 +75,6 @@ class ListQuery(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    title: Annotated[str, StringConstraints(max_length=TITLE_MAX_LENGTH)] = ""
+    title: Annotated[str, StringConstraints(max_length=TITLE_MAX_LENGTH), AfterValidator(_no_nul)] = ""
     limit: Annotated[int, Field(ge=1, le=MAX_PAGE_SIZE)] = DEFAULT_PAGE_SIZE
     after: Annotated[int, Field(ge=0, le=MAX_ID)] = 0

@@ -54,20 +54,34 @@ def test_update_rejects_bad_fields(client, make_movie, body, field):
 @pytest.mark.parametrize(
     ("data", "message_part"),
     [(b"{not json", "not valid JSON"), (b"", "not valid JSON"), (b"\xff\xfe\x00", "not valid JSON"),
-     (b"[1, 2]", "JSON object"), (b'"title"', "JSON object"), (b"null", "JSON object")],
+     (b"[1, 2]", "JSON object"), (b'"title"', "JSON object"), (b"null", "JSON object"),
+     (b"[" * 10_000 + b"]" * 10_000, "nested too deeply"), (b'{"title": ' + b"[" * 5000 + b"]" * 5000 + b"}",
+                                                             "nested too deeply")],
 )
 def test_malformed_bodies_are_400(client, make_movie, method, data, message_part):
     url = "/api/movies" if method == "post" else f"/api/movies/{make_movie('Up')['id']}"
     response = getattr(client, method)(url, data=data, content_type="application/json")
-    body = assert_error(response, 400, "bad_request")
+    body = assert_error(response, 400, "bad_request", "body")
     assert message_part in body["message"]
+
+
+@pytest.mark.parametrize("body", [{"title": "a\u0000b"}, {"title": "ok", "description": "\u0000"}])
+def test_nul_characters_are_400_not_a_database_error(client, body):
+    field = "title" if "\u0000" in body["title"] else "description"
+    error = assert_error(client.post("/api/movies", json=body), 400, "validation_error", field)
+    assert "NUL" in error["message"]
+    assert client.get("/api/movies").get_json() == []
+
+
+def test_a_nul_in_the_title_search_is_400(client):
+    assert_error(client.get("/api/movies?title=%00"), 400, "validation_error", "title")
 
 
 @pytest.mark.parametrize("content_type", [None, "text/plain", "application/x-www-form-urlencoded"])
 def test_a_body_that_is_not_declared_json_is_415(client, content_type):
     kwargs = {"content_type": content_type} if content_type else {}
     response = client.post("/api/movies", data='{"title": "x"}', **kwargs)
-    assert_error(response, 415, "unsupported_media_type")
+    assert_error(response, 415, "unsupported_media_type", "Content-Type")
 
 
 def test_json_with_a_charset_is_accepted(client):
@@ -77,7 +91,7 @@ def test_json_with_a_charset_is_accepted(client):
 
 def test_a_body_over_the_limit_is_413_and_nothing_is_stored(client):
     response = client.post("/api/movies", json={"title": "big", "description": "x" * 70_000})
-    assert_error(response, 413, "payload_too_large")
+    assert_error(response, 413, "payload_too_large", "body")
     assert client.get("/api/movies").get_json() == []
 
 
