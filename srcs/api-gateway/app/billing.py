@@ -94,7 +94,11 @@ def _reject_constant(name: str) -> Any:
 def _json_object() -> dict[str, Any]:
     """The request body as a JSON object, or the precise reason it is not one."""
     if not request.is_json:
-        raise ApiError(415, "the body must be JSON: send Content-Type: application/json")
+        raise ApiError(
+            415,
+            "the body must be JSON: send Content-Type: application/json",
+            details=[{"field": "Content-Type", "reason": "must be application/json"}],
+        )
     raw = request.get_data(cache=True)  # raises 413 when Content-Length is over MAX_CONTENT_LENGTH
     # A chunked body has no Content-Length: Werkzeug stops reading at the limit without complaint,
     # so a full-sized read is probed for one byte more.
@@ -102,11 +106,17 @@ def _json_object() -> dict[str, Any]:
         raise RequestEntityTooLarge()
     try:
         body = json.loads(raw, parse_float=Decimal, parse_constant=_reject_constant)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ApiError(400, f"the body is not valid JSON: {exc}") from None
+    except ValueError as exc:  # UnicodeDecodeError included
+        raise _body_error(f"is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise _body_error("is nested too deeply to be an order") from None
     if not isinstance(body, dict):
-        raise ApiError(400, f"the body must be a JSON object, got {type(body).__name__}")
+        raise _body_error(f"must be a JSON object, got {type(body).__name__}")
     return body
+
+
+def _body_error(reason: str) -> ApiError:
+    return ApiError(400, f"the body {reason}", details=[{"field": "body", "reason": reason}])
 
 
 def _message_id() -> str:

@@ -90,7 +90,10 @@ def register_error_handlers(app: Flask) -> None:
             405: f"{request.method} is not allowed on {request.path}",
             413: f"the body is larger than the {app.config['MAX_CONTENT_LENGTH']} bytes allowed",
         }
-        response = error_response(status, CODES.get(status, "error"), messages.get(status) or exc.description or exc.name)
+        details = [{"field": "body", "reason": messages[413]}] if status == 413 else None
+        response = error_response(
+            status, CODES.get(status, "error"), messages.get(status) or exc.description or exc.name, details
+        )
         if status == 405:
             # Werkzeug knows which methods the path allows; a 405 must say so.
             response.headers["Allow"] = dict(exc.get_headers()).get("Allow", "")

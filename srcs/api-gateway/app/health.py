@@ -48,6 +48,7 @@ def health() -> tuple[Response, int]:
     down = sorted(name for name, check in dependencies.items() if check["status"] != "up")
     body: dict[str, Any] = {"status": "degraded" if down else "ok", "dependencies": dependencies}
     if down:
-        body["down"] = down
+        # A 503 is an error like any other: the shared shape, plus what each dependency answered.
+        body.update(error="service_unavailable", message="down: " + ", ".join(down), down=down)
     body["request_id"] = g.request_id
     return jsonify(body), 503 if down else 200

@@ -54,6 +54,16 @@ _NOT_FORWARDED_REQUEST = HOP_BY_HOP | {"host", "content-length", "x-request-id"}
 _NOT_RETURNED_RESPONSE = HOP_BY_HOP | {"content-length", "x-request-id", "server", "date"}
 
 
+class _RetryUnlessTimedOut(urllib3.Retry):
+    """urllib3's Retry, except that a read timeout is never retried: it would send the request to a slow
+    inventory twice and make the client wait twice as long."""
+
+    def increment(self, method=None, url=None, response=None, error=None, _pool=None, _stacktrace=None):  # noqa: ANN001, ANN201 - urllib3's signature
+        if isinstance(error, ReadTimeoutError):
+            raise error
+        return super().increment(method, url, response, error, _pool, _stacktrace)
+
+
 @dataclass(frozen=True)
 class UpstreamResponse:
     status: int
@@ -79,11 +89,17 @@ class InventoryClient:
         )
 
     def _retries(self, method: str) -> urllib3.Retry:
-        # A refused or timed-out connect never reached the inventory; retrying it is safe for idempotent methods.
-        # Nothing is retried once the request may have been received: the inventory could have acted on it.
-        connect = 2 if method in IDEMPOTENT_METHODS else 0
-        return urllib3.Retry(
-            total=connect, connect=connect, read=0, status=0, other=0, redirect=False, raise_on_status=False,
+        # Retried only when the inventory cannot have acted on the request twice: any method whose connect was
+        # refused (it never arrived), and an idempotent method whose connection was reset or closed (typically
+        # a pooled connection the inventory closed as it restarted). A POST that may have arrived is never sent
+        # again, and nothing is retried after a read timeout (the inventory has it and is slow).
+        if method in IDEMPOTENT_METHODS:
+            return _RetryUnlessTimedOut(
+                total=3, connect=2, read=1, status=0, other=0, redirect=False, raise_on_status=False,
+                backoff_factor=0.05,
+            )
+        return _RetryUnlessTimedOut(
+            total=2, connect=2, read=0, status=0, other=0, redirect=False, raise_on_status=False,
             backoff_factor=0.05,
         )
 
@@ -131,13 +147,21 @@ def _describe(exc: BaseException) -> str:
     return f"{type(cause).__name__}: {cause}"
 
 
-def _raw_path() -> str:
-    """The path as the client wrote it: decoding and re-encoding could change it (%2F becomes /)."""
-    raw = request.environ.get("RAW_URI") or request.environ.get("REQUEST_URI") or ""
-    raw_path = raw.split("?", 1)[0]
-    if raw_path.startswith("/"):
-        return raw_path
-    return quote(request.path, safe="/:@!$&'()*+,;=-._~")
+def _target() -> str:
+    """The path and query as the client wrote them: decoding and re-encoding could change them (%2F would
+    become /). Bytes outside printable ASCII, which a client should have escaped, are %-escaped as they are,
+    so the inventory decodes the very bytes the client sent."""
+    raw_uri = request.environ.get("RAW_URI") or request.environ.get("REQUEST_URI") or ""
+    raw_path = raw_uri.split("?", 1)[0]
+    path = raw_path.encode("latin-1") if raw_path.startswith("/") else quote(request.path).encode()
+    target = quote(path, safe=_PRINTABLE_ASCII)
+    if request.query_string:
+        target += "?" + quote(request.query_string, safe=_PRINTABLE_ASCII)
+    return target
+
+
+# Everything a request target may hold as it is, '%' included (escapes already there stay as they are).
+_PRINTABLE_ASCII = "".join(chr(code) for code in range(0x21, 0x7F))
 
 
 def _request_body() -> bytes | None:
@@ -192,9 +216,7 @@ def _client_response(upstream: UpstreamResponse) -> Response:
 def forward(rest: str = "") -> Response:
     mark_upstream("inventory")
     client: InventoryClient = current_app.extensions["inventory_client"]
-    target = _raw_path()
-    if request.query_string:
-        target += "?" + request.query_string.decode("latin-1")
+    target = _target()
     body = _request_body()
     try:
         upstream = client.request(request.method, target, _forwarded_headers(), body)

@@ -66,3 +66,43 @@ def reset(connection: socket.socket) -> None:
 def garbage(connection: socket.socket) -> None:
     connection.recv(65536)
     connection.sendall(b"this is not HTTP\r\n\r\n")
+
+
+def reset_first_connection() -> Callable[[socket.socket], None]:
+    """Resets the first connection after reading its request (as a restarting inventory does to a pooled
+    connection); answers every later one with a movie."""
+    seen = []
+
+    def behaviour(connection: socket.socket) -> None:
+        seen.append(connection)
+        if len(seen) == 1:
+            reset(connection)
+            return
+        connection.recv(65536)
+        connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}")
+
+    return behaviour
+
+
+class Recorder:
+    """A keep-alive HTTP/1.1 server that records every request's head and answers 200, with hop-by-hop
+    headers of its own that must not reach the client."""
+
+    def __init__(self) -> None:
+        self.requests: list[str] = []
+
+    def __call__(self, connection: socket.socket) -> None:
+        buffer = b""
+        while True:
+            while b"\r\n\r\n" not in buffer:
+                chunk = connection.recv(65536)
+                if not chunk:
+                    return
+                buffer += chunk
+            head, _, buffer = buffer.partition(b"\r\n\r\n")
+            self.requests.append(head.decode("latin-1"))
+            connection.sendall(
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n"
+                b"Keep-Alive: timeout=75\r\nConnection: keep-alive, X-Upstream-Hop\r\nX-Upstream-Hop: 1\r\n"
+                b"X-End-To-End: kept\r\n\r\n[]"
+            )

@@ -96,7 +96,11 @@ BAD_REQUESTS = [
     ("application/json", json.dumps({**ORDER, "total_amount": True}), 400, "validation_error", "total_amount"),
     ("application/json", json.dumps({**ORDER, "total_amount": "10000000000"}), 400, "validation_error", "total_amount"),
     ("application/json", json.dumps({**ORDER, "coupon": "FREE"}), 400, "validation_error", "coupon"),
-    ("application/json", json.dumps({**ORDER, "pad": "x" * 70_000}), 413, "payload_too_large", None),
+    ("application/json", json.dumps({**ORDER, "pad": "x" * 70_000}), 413, "payload_too_large", "body"),
+    ("application/json", "[" * 10_000 + "]" * 10_000, 400, "bad_request", "body"),
+    ("application/json", '{"user_id": ' + "[" * 5_000 + "]" * 5_000 + "}", 400, "bad_request", "body"),
+    ("application/json", "{", 400, "bad_request", "body"),
+    ("text/plain", json.dumps(ORDER), 415, "unsupported_media_type", "Content-Type"),
 ]
 
 
@@ -185,3 +189,34 @@ def test_broker_down_gives_503_never_200_and_recovers_without_restart(client, am
     with open_channel(config) as channel:
         # The order answered before the stop and the one after it; none of the 503s.
         assert channel.queue_declare(config.rabbitmq.queue, passive=True).method.message_count == 2
+
+
+def test_a_full_queue_nacks_and_the_answer_is_503_never_200(client, amqp, config):
+    # The queue's overflow behaviour is reject-publish: once it is over its length limit, the broker nacks.
+    from app.publisher import declare_topology
+
+    queue, policy = config.rabbitmq.queue, "test-full-billing-queue"
+    rabbitmqctl("set_policy", "-p", config.rabbitmq.vhost, "--apply-to", "queues", policy, f"^{queue}$",
+                '{"max-length": 1}')
+    try:
+        deadline = time.monotonic() + 15  # the broker applies a policy asynchronously
+        statuses: list[int] = []
+        while 503 not in statuses and time.monotonic() < deadline:
+            statuses.append(client.post("/api/billing", json=ORDER).status_code)
+        assert statuses[-1] == 503, statuses
+        assert set(statuses[:-1]) <= {200}
+        refused = client.post("/api/billing", json=ORDER)
+        assert refused.status_code == 503 and refused.get_json()["error"] == "service_unavailable"
+        # Every 200 is a message in the queue; no 503 is.
+        drained = 0
+        while amqp.basic_get(queue, auto_ack=True)[0] is not None:
+            drained += 1
+        assert drained == statuses.count(200)
+        # Once the consumer has made room, orders are taken again.
+        assert client.post("/api/billing", json=ORDER).status_code == 200
+    finally:
+        # RabbitMQ 3.10 keeps a quorum queue that was over its limit refusing publishes when the limit is
+        # removed; a fresh queue leaves nothing behind for the next test.
+        rabbitmqctl("clear_policy", "-p", config.rabbitmq.vhost, policy)
+        amqp.queue_delete(queue)
+        declare_topology(amqp, queue)

@@ -83,6 +83,7 @@ def test_upstream_failure_answers_match_the_document(make_client, check):
     assert check(stopped.delete("/api/movies/1")).status_code == 502
     health = check(stopped.get("/health"))
     assert health.status_code == 503
+    assert health.get_json()["error"] == "service_unavailable" and "inventory" in health.get_json()["message"]
 
 
 def test_billing_answers_match_the_document(client, amqp, check, config):
@@ -111,3 +112,17 @@ def test_operational_answers_match_the_document(client, check):
     assert check(client.get("/health")).status_code == 200
     assert check(client.get("/openapi.yaml")).status_code == 200
     assert check(client.get("/docs")).status_code == 200
+
+
+def test_other_methods_match_the_document(client, check, clean_movies):
+    movie_id = client.post("/api/movies", json={"title": "Heat"}).get_json()["id"]
+    for path in ("/api/movies", f"/api/movies/{movie_id}"):
+        assert check(client.head(path)).status_code == 200
+        options = check(client.options(path))
+        assert options.status_code == 200 and "GET" in options.headers["Allow"]
+        assert check(client.patch(path, json={"title": "x"})).status_code == 405
+    assert check(client.post(f"/api/movies/{movie_id}", json={"title": "x"})).status_code == 405
+    for method in ("get", "put", "delete", "patch"):
+        response = check(getattr(client, method)("/api/billing"))
+        assert response.status_code == 405 and "POST" in response.headers["Allow"]
+    assert check(client.post("/health")).status_code == 405

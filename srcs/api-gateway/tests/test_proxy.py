@@ -44,6 +44,7 @@ READS_AND_ERRORS = [
     ("GET", "/api/movies?limit=2", {}),
     ("GET", "/api/movies/?limit=2&title=ali", {}),
     ("GET", "/api/movies?title=caf%C3%A9", {}),
+    ("GET", "/api/movies?title=%00", {}),
     ("GET", "/api/movies?title=no+such+movie", {}),
     ("GET", "/api/movies?limit=0", {}),
     ("GET", "/api/movies?limit=abc", {}),
@@ -154,3 +155,31 @@ def test_request_id_is_passed_to_the_inventory(client, seeded):
     unsafe = client.get("/api/movies/999999999", headers={"X-Request-ID": "bad id<script>"})
     assert unsafe.headers["X-Request-ID"] != "bad id<script>"
     assert unsafe.get_json()["request_id"] == unsafe.headers["X-Request-ID"]
+
+
+def test_connections_to_the_inventory_are_kept_alive_and_hop_by_hop_headers_stop_at_the_gateway(make_client):
+    from .fake_upstreams import FakeUpstream, Recorder
+
+    recorder = Recorder()
+    with FakeUpstream(recorder) as upstream:
+        client = make_client(inventory_url=upstream.url)
+        for _ in range(5):
+            response = client.get("/api/movies?limit=1", headers={
+                "Connection": "keep-alive, X-Client-Hop", "X-Client-Hop": "1", "Keep-Alive": "timeout=5",
+                "TE": "trailers", "Upgrade": "h2c", "Proxy-Authorization": "Basic eA==", "X-End-To-End": "sent",
+                "Authorization": "Bearer t", "Accept": "application/json",
+            })
+            assert response.status_code == 200
+            # What the inventory sent back, minus its hop-by-hop headers.
+            assert response.headers["X-End-To-End"] == "kept"
+            assert "X-Upstream-Hop" not in response.headers and "Keep-Alive" not in response.headers
+        # Five requests, one TCP connection.
+        assert upstream.connections == 1
+    assert len(recorder.requests) == 5
+    head = recorder.requests[-1]
+    lines = head.split("\r\n")
+    assert lines[0] == "GET /api/movies?limit=1 HTTP/1.1"
+    names = {line.split(":", 1)[0].lower() for line in lines[1:]}
+    assert {"x-end-to-end", "authorization", "accept", "x-request-id", "x-forwarded-for"} <= names
+    assert not names & {"x-client-hop", "keep-alive", "te", "upgrade", "proxy-authorization"}
+

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from .fake_upstreams import FakeUpstream, garbage, reset, slow
+from .fake_upstreams import FakeUpstream, garbage, reset, reset_first_connection, slow
 from .support import InventoryProcess
 
 
@@ -95,3 +95,20 @@ def test_oversized_inventory_answer_gives_502_and_the_pool_recovers(make_client)
         client = make_client(inventory_url=upstream.url, max_upstream_body_bytes=1024)
         assert_error(client.get("/api/movies"), 502, "bad_gateway")
         assert_error(client.get("/api/movies"), 502, "bad_gateway")  # not a half-read connection reused
+
+
+@pytest.mark.parametrize("method", ["GET", "PUT", "DELETE", "HEAD", "OPTIONS"])
+def test_a_reset_idempotent_request_is_retried_once(make_client, method):
+    with FakeUpstream(reset_first_connection()) as upstream:
+        client = make_client(inventory_url=upstream.url)
+        response = client.open("/api/movies/1", method=method, json={"title": "x"} if method == "PUT" else None)
+        assert response.status_code == 200, response.data
+        assert upstream.connections == 2
+
+
+@pytest.mark.parametrize("method", ["POST", "PATCH"])
+def test_a_reset_non_idempotent_request_is_never_sent_again(make_client, method):
+    with FakeUpstream(reset_first_connection()) as upstream:
+        client = make_client(inventory_url=upstream.url)
+        assert_error(client.open("/api/movies", method=method, json={"title": "x"}), 502, "bad_gateway")
+        assert upstream.connections == 1
