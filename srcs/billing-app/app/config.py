@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -35,6 +36,11 @@ class Config:
     # Ceilings of the exponential backoffs (broker reconnects, database retries).
     reconnect_max_s: float = 30.0
     db_retry_max_s: float = 10.0
+    # How long a batch is held unacked while the database is down before it is parked (handed back to the
+    # queue as confirmed copies) and consuming pauses until the database answers again. Well below the
+    # broker's consumer_timeout (30 min), which would otherwise return it and count that against the
+    # queue's delivery limit.
+    db_hold_max_s: float = 60.0
     db_connect_timeout_s: int = 3
     db_statement_timeout_ms: int = 15000
 
@@ -93,9 +99,24 @@ class Config:
             heartbeat_s=integer("BILLING_HEARTBEAT_S", cls.heartbeat_s, 0, 600),
             reconnect_max_s=integer("BILLING_RECONNECT_MAX_S", int(cls.reconnect_max_s), 1, 600),
             db_retry_max_s=integer("BILLING_DB_RETRY_MAX_S", int(cls.db_retry_max_s), 1, 600),
+            db_hold_max_s=integer("BILLING_DB_HOLD_MAX_S", int(cls.db_hold_max_s), 0, 1200),
         )
+        if values["status_host"] and not _is_loopback(values["status_host"]):
+            problems.append(
+                f"BILLING_STATUS_HOST={values['status_host']!r} is not a loopback address: the operator endpoint "
+                "is for this machine only"
+            )
         if problems:
             raise ConfigError("invalid billing settings: " + "; ".join(problems))
         if values["prefetch"] < values["batch_size"]:
             raise ConfigError("invalid billing settings: BILLING_PREFETCH must be at least BILLING_BATCH_SIZE")
         return cls(**values)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -24,6 +24,7 @@ from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import sessionmaker
 
 from .config import Config
+from .db import database_reachable
 from .messages import InvalidMessage, OrderRow, parse_order
 from .metrics import Metrics
 from .orders import insert_orders
@@ -85,12 +86,18 @@ class Backoff:
 class _Delivery:
     delivery_tag: int
     row: OrderRow
-    correlation_id: str | None
+    properties: BasicProperties
+    body: bytes
+
+    @property
+    def correlation_id(self) -> str | None:
+        return self.properties.correlation_id
 
 
 class BillingConsumer:
     def __init__(self, config: Config, engine: Engine, metrics: Metrics) -> None:
         self._config = config
+        self._engine = engine
         self._sessions = sessionmaker(engine)
         self._metrics = metrics
         self._connection: BlockingConnection | None = None
@@ -99,6 +106,9 @@ class BillingConsumer:
         self._batch_started = 0.0
         self._last_delivery = 0.0
         self._stopping = False
+        self._consumer_tag: str | None = None
+        # Set while the database is down and the batch was parked: nothing is consumed until it answers.
+        self._paused = False
         self.connected = False
 
     def stop(self) -> None:
@@ -135,17 +145,24 @@ class BillingConsumer:
         self._connection = pika.BlockingConnection(connection_parameters(config))
         self._metrics.reconnects.inc()
         self._channel = self._connection.channel()
+        # Parking publishes copies of held messages: each must be confirmed before its original is acked.
+        self._channel.confirm_delivery()
         declare_topology(self._channel, config)
         self._channel.basic_qos(prefetch_count=config.prefetch)
+        self._paused = False
 
     def _consume(self) -> None:
         assert self._connection is not None and self._channel is not None
         config = self._config
         idle_s = config.batch_idle_ms / 1000
-        consumer_tag = self._channel.basic_consume(config.queue, self._on_delivery)
+        self._subscribe()
         self._set_connected(True)
-        log.info("consuming %s (batches of up to %d)", config.queue, config.batch_size)
         while not self._stopping:
+            if self._paused:
+                self._wait_for_database()
+                if not self._stopping:
+                    self._subscribe()
+                continue
             # Returns as soon as deliveries were dispatched to _on_delivery, or after idle_s without any.
             self._connection.process_data_events(time_limit=idle_s)
             if self._batch and (
@@ -154,12 +171,26 @@ class BillingConsumer:
             ):
                 self._flush()
         # Stopping. Cancel first so the broker sends nothing more, then store and ack what was taken: a
-        # graceful stop returns nothing to the queue (quorum queues count every return against the
-        # delivery limit). Only if the database is down is the batch handed back, unacked, by the close.
-        self._channel.basic_cancel(consumer_tag)
+        # graceful stop leaves nothing unacked (quorum queues count every return against the delivery limit).
+        # If the database is down, the batch is parked instead.
+        self._unsubscribe()
         self._flush()
-        if self._batch:
-            log.warning("stopping with the database unavailable: returning %d messages to the queue", len(self._batch))
+
+    def _subscribe(self) -> None:
+        assert self._channel is not None
+        self._consumer_tag = self._channel.basic_consume(self._config.queue, self._on_delivery)
+        self._paused = False
+        log.info("consuming %s (batches of up to %d)", self._config.queue, self._config.batch_size)
+
+    def _unsubscribe(self) -> None:
+        """Cancel the subscription; deliveries that arrived meanwhile join the batch instead of being left unacked."""
+        assert self._channel is not None
+        if self._consumer_tag is None:
+            return
+        pending = self._channel.basic_cancel(self._consumer_tag)
+        self._consumer_tag = None
+        for channel, method, properties, body in pending:
+            self._take(channel, method, properties, body)
 
     def _disconnect(self) -> None:
         self._set_connected(False)
@@ -197,8 +228,10 @@ class BillingConsumer:
                 properties.correlation_id,
                 message_id,
             )
+            # Parked copies must keep the id, or a later redelivery would be stored a second time.
+            properties.message_id = message_id
         try:
-            row = parse_order(body, message_id)
+            row = parse_order(body, _valid_message_id(message_id))
         except InvalidMessage as exc:
             log.warning(
                 "dead-lettering message_id=%s correlation_id=%s: %s", message_id, properties.correlation_id, exc
@@ -208,7 +241,7 @@ class BillingConsumer:
             return
         if not self._batch:
             self._batch_started = time.monotonic()
-        self._batch.append(_Delivery(method.delivery_tag, row, properties.correlation_id))
+        self._batch.append(_Delivery(method.delivery_tag, row, properties, body))
 
     def _batch_age_ms(self) -> float:
         return (time.monotonic() - self._batch_started) * 1000 if self._batch else 0.0
@@ -219,14 +252,20 @@ class BillingConsumer:
             return
         assert self._channel is not None
         backoff = Backoff(0.2, self._config.db_retry_max_s)
+        held_since = time.monotonic()
         while True:
             try:
                 stored, refused = self._write(self._batch)
                 break
             except SQLAlchemyError as exc:
-                # Not the messages' fault: nothing is acked or dead-lettered, the batch waits for the database.
-                delay = backoff.next()
+                # Not the messages' fault: nothing is acked or dead-lettered, the batch waits for the database,
+                # for a while; then it goes back to the queue and consuming pauses until the database is back.
                 self._metrics.db_retries.inc()
+                if self._stopping or time.monotonic() - held_since >= self._config.db_hold_max_s:
+                    log.warning("database unavailable (%s)", _short(exc))
+                    self._park()
+                    return
+                delay = backoff.next()
                 log.warning(
                     "database unavailable (%s); holding %d messages, retrying in %.1fs",
                     _short(exc),
@@ -234,8 +273,6 @@ class BillingConsumer:
                     delay,
                 )
                 self._sleep_connected(delay)
-                if self._stopping:
-                    return
         for delivery, reason in refused:
             log.error(
                 "dead-lettering message_id=%s correlation_id=%s: the database refused it: %s",
@@ -255,6 +292,37 @@ class BillingConsumer:
         else:
             log.debug("batch of %d stored", len(self._batch))
         self._batch.clear()
+
+    def _park(self) -> None:
+        """Hand the batch back to the queue without it counting as a failed delivery, and pause consuming.
+
+        Returning unacked messages (closing, nack, the broker's consumer timeout) counts against the quorum
+        queue's delivery limit, so a long database outage would end with valid orders dead-lettered. Instead,
+        each held message is published again as a confirmed, persistent copy (same message_id, so storing both
+        is impossible), and only then is the original acked.
+        """
+        assert self._channel is not None
+        self._unsubscribe()
+        self._paused = True
+        if not self._batch:
+            return
+        for delivery in self._batch:
+            headers = {k: v for k, v in (delivery.properties.headers or {}).items() if k != "x-delivery-count"}
+            delivery.properties.headers = headers or None
+            self._channel.basic_publish(
+                "", self._config.queue, delivery.body, delivery.properties, mandatory=True
+            )  # returns once confirmed; a nack or return raises, and the originals stay unacked
+        self._channel.basic_ack(self._batch[-1].delivery_tag, multiple=True)
+        self._metrics.parked.inc(len(self._batch))
+        log.warning("parked %d messages back in %s until the database answers", len(self._batch), self._config.queue)
+        self._batch.clear()
+
+    def _wait_for_database(self) -> None:
+        backoff = Backoff(0.5, self._config.db_retry_max_s)
+        while not self._stopping and not database_reachable(self._engine):
+            self._sleep_connected(backoff.next())
+        if not self._stopping:
+            log.info("the database answers again: resuming")
 
     def _write(self, batch: list[_Delivery]) -> tuple[set[str], list[tuple[_Delivery, str]]]:
         """One INSERT and one commit; returns the message ids stored and the deliveries the database refused."""
@@ -294,3 +362,13 @@ class BillingConsumer:
 def _short(exc: BaseException) -> str:
     text = str(getattr(exc, "orig", None) or exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
+
+
+def _valid_message_id(message_id: object) -> str:
+    """The idempotency key as it will be stored: text PostgreSQL accepts (pika hands over bytes when the
+    producer's id was not UTF-8; AMQP already bounds it to 255 bytes)."""
+    if not isinstance(message_id, str):
+        raise InvalidMessage("message_id is not UTF-8 text")
+    if any(ord(char) < 0x20 or char == "\x7f" for char in message_id):
+        raise InvalidMessage("message_id holds a control character")
+    return message_id

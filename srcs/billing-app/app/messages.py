@@ -96,6 +96,8 @@ def parse_order(body: bytes, message_id: str) -> OrderRow:
         document = json.loads(body, parse_float=Decimal, parse_constant=_reject_constant)
     except ValueError as exc:  # also UnicodeDecodeError: the body is not UTF-8 text
         raise InvalidMessage(f"body is not JSON ({exc})") from None
+    except RecursionError:
+        raise InvalidMessage("body is nested too deeply to be an order") from None
     if not isinstance(document, dict):
         raise InvalidMessage(f"body is a JSON {type(document).__name__}, not an object")
     try:

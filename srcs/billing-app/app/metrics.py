@@ -23,6 +23,11 @@ class Metrics:
         self.db_retries = Counter(
             "billing_database_retries", "Batch commits retried because the database failed.", registry=self.registry
         )
+        self.parked = Counter(
+            "billing_messages_parked",
+            "Messages handed back to the queue as confirmed copies during a database outage.",
+            registry=self.registry,
+        )
         self.reconnects = Counter(
             "billing_broker_connections", "Connections opened to RabbitMQ.", registry=self.registry
         )

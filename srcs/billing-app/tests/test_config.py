@@ -40,3 +40,14 @@ def test_server_exits_2_on_invalid_settings():
     )
     assert result.returncode == 2
     assert "BILLING_DB_PORT" in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "192.168.56.12", "example.org", "::"])
+def test_the_status_endpoint_is_loopback_only(host):
+    with pytest.raises(ConfigError, match="BILLING_STATUS_HOST"):
+        Config.from_env(test_environment(BILLING_STATUS_HOST=host))
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.0.0.2", "::1", "localhost"])
+def test_loopback_status_hosts_are_accepted(host):
+    assert Config.from_env(test_environment(BILLING_STATUS_HOST=host)).status_host == host

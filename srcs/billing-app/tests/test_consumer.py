@@ -62,6 +62,10 @@ def test_invalid_messages_are_dead_lettered_and_valid_ones_around_them_stored(
         "bool": order(user_id=True),
         "unknown-field": order(coupon="FREE"),
         "three-decimals": order(total_amount="1.005"),
+        "deeply-nested": b"[" * 10_000 + b"]" * 10_000,
+        # The idempotency key itself must be storable text: no NUL or other control characters.
+        "control\x01character": order(),
+        "nul\x00character": order(),
     }
     messages = []
     for number, (message_id, body) in enumerate(invalid.items()):

@@ -70,6 +70,47 @@ def test_database_outage_holds_messages_until_it_is_back(broker, orders, start_c
     assert consumer.metrics["billing_dead_lettered_total"] == 0
 
 
+def test_a_long_database_outage_parks_the_batch_instead_of_spending_delivery_attempts(
+    broker, orders, start_consumer, stored_ids
+):
+    # Held unacked for long, a batch would be returned by the broker's consumer timeout, each return counting
+    # against the delivery limit; after a short hold (1 s here, 60 s by default) it is parked instead.
+    consumer = start_consumer(db_hold_max_s=1)
+    wait_for("the consumer to subscribe", lambda: broker.consumer_count() == 1)
+    with postgresql_stopped():
+        ids = broker.publish(order(user_id=i) for i in range(1_200))
+        wait_for("the consumer to park and stop consuming", lambda: broker.consumer_count() == 0, timeout=30)
+        assert consumer.metrics["billing_messages_parked_total"] >= 1
+        # Handed back while the consumer stays connected: published again and acked, not returned unacked.
+        wait_for("all 1,200 ready in the queue, none unacked", lambda: broker.queue_counts() == (1_200, 0),
+                 timeout=30)
+        assert consumer.service.consumer.connected
+        assert consumer.metrics["billing_broker_connections_total"] == 1
+        assert consumer.metrics["billing_orders_stored_total"] == 0
+    wait_for("the parked orders stored", lambda: orders() == 1_200, timeout=60)
+    assert sorted(stored_ids()) == sorted(ids)
+    wait_for("every message acked", lambda: broker.queue_counts() == (0, 0), timeout=30)
+    assert broker.queue_counts(broker.config.dead_letter_queue) == (0, 0)
+    assert consumer.metrics["billing_duplicates_skipped_total"] == 0
+
+
+def test_sigint_with_the_database_down_exits_0_and_parks_what_it_held(broker, orders, server, stored_ids):
+    # The default 60 s hold: the consumer is still holding its batch when the signal comes.
+    process = server()
+    wait_for("the consumer to subscribe", lambda: broker.consumer_count() == 1, timeout=30)
+    with postgresql_stopped():
+        ids = broker.publish(order(user_id=i) for i in range(300))
+        wait_for("the consumer holding the batch", lambda: "holding" in process.log(), timeout=30)
+        process.process.send_signal(signal.SIGINT)
+        assert process.process.wait(30) == 0, process.log()
+        assert "received SIGINT" in process.log() and "parked" in process.log()
+        wait_for("all 300 back in the queue, none unacked", lambda: broker.queue_counts() == (300, 0), timeout=30)
+    server()
+    wait_for("the parked orders stored", lambda: orders() == 300, timeout=60)
+    assert sorted(stored_ids()) == sorted(ids)
+    assert broker.queue_counts(broker.config.dead_letter_queue) == (0, 0)
+
+
 def test_consumer_reconnects_by_itself_after_a_broker_restart(broker, orders, start_consumer, stored_ids):
     consumer = start_consumer()
     wait_for("the consumer to subscribe", lambda: broker.consumer_count() == 1)

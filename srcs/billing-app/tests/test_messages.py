@@ -81,6 +81,8 @@ def test_bounds_are_the_columns():
         (b"[1, 2]", "not an object"),
         (b'"text"', "not an object"),
         (b"null", "not an object"),
+        (b"[" * 10_000 + b"]" * 10_000, "nested too deeply"),
+        (b'{"user_id": ' + b"[" * 5_000 + b"]" * 5_000 + b"}", "nested too deeply"),
     ],
 )
 def test_bodies_that_are_not_an_object(body, says):
