@@ -25,13 +25,12 @@ class Config:
     status_host: str
     # 0 lets the OS pick a free port (tests run several consumers side by side).
     status_port: int
-    # A batch is one INSERT and one commit; it closes when full, when no message came for batch_idle_ms
-    # (so a lone order is stored at once), or when its oldest message has waited batch_max_wait_ms.
+    # A batch is one INSERT and one commit: whatever has arrived when the consumer looks, up to batch_size.
+    # A lone order is therefore stored at once, and under load batches grow by themselves to what arrived
+    # while the previous one committed.
     batch_size: int = 500
     # Twice the batch: the broker keeps streaming the next batch while this one commits.
     prefetch: int = 1000
-    batch_idle_ms: int = 50
-    batch_max_wait_ms: int = 1000
     heartbeat_s: int = 30
     # Ceilings of the exponential backoffs (broker reconnects, database retries).
     reconnect_max_s: float = 30.0
@@ -94,8 +93,6 @@ class Config:
             status_port=integer("BILLING_STATUS_PORT", None, 0, 65535),
             batch_size=integer("BILLING_BATCH_SIZE", cls.batch_size, 1, 5000),
             prefetch=integer("BILLING_PREFETCH", cls.prefetch, 1, 65535),
-            batch_idle_ms=integer("BILLING_BATCH_IDLE_MS", cls.batch_idle_ms, 1, 10_000),
-            batch_max_wait_ms=integer("BILLING_BATCH_MAX_WAIT_MS", cls.batch_max_wait_ms, 1, 60_000),
             heartbeat_s=integer("BILLING_HEARTBEAT_S", cls.heartbeat_s, 0, 600),
             reconnect_max_s=integer("BILLING_RECONNECT_MAX_S", int(cls.reconnect_max_s), 1, 600),
             db_retry_max_s=integer("BILLING_DB_RETRY_MAX_S", int(cls.db_retry_max_s), 1, 600),

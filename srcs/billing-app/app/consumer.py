@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import random
+import re
 import time
 import uuid
 from dataclasses import dataclass
@@ -30,6 +31,9 @@ from .metrics import Metrics
 from .orders import insert_orders
 
 log = logging.getLogger("billing.consumer")
+
+# How long the consumer waits for a delivery before it looks at its stop flag again.
+_POLL_S = 0.1
 
 
 def connection_parameters(config: Config) -> pika.ConnectionParameters:
@@ -103,8 +107,8 @@ class BillingConsumer:
         self._connection: BlockingConnection | None = None
         self._channel: BlockingChannel | None = None
         self._batch: list[_Delivery] = []
-        self._batch_started = 0.0
-        self._last_delivery = 0.0
+        self._deliveries = 0
+        self._flushing = False
         self._stopping = False
         self._consumer_tag: str | None = None
         # Set while the database is down and the batch was parked: nothing is consumed until it answers.
@@ -153,8 +157,6 @@ class BillingConsumer:
 
     def _consume(self) -> None:
         assert self._connection is not None and self._channel is not None
-        config = self._config
-        idle_s = config.batch_idle_ms / 1000
         self._subscribe()
         self._set_connected(True)
         while not self._stopping:
@@ -163,18 +165,24 @@ class BillingConsumer:
                 if not self._stopping:
                     self._subscribe()
                 continue
-            # Returns as soon as deliveries were dispatched to _on_delivery, or after idle_s without any.
-            self._connection.process_data_events(time_limit=idle_s)
-            if self._batch and (
-                time.monotonic() - self._last_delivery >= idle_s  # quiet: store a lone order now
-                or self._batch_age_ms() >= config.batch_max_wait_ms  # busy but slow: bound the latency
-            ):
-                self._flush()
+            # Wait for a delivery (the time limit only bounds how late a stop request is noticed), then take
+            # whatever else has already arrived, without waiting for more.
+            self._connection.process_data_events(time_limit=_POLL_S)
+            self._take_what_has_arrived()
+            self._flush()
         # Stopping. Cancel first so the broker sends nothing more, then store and ack what was taken: a
         # graceful stop leaves nothing unacked (quorum queues count every return against the delivery limit).
         # If the database is down, the batch is parked instead.
         self._unsubscribe()
         self._flush()
+
+    def _take_what_has_arrived(self) -> None:
+        assert self._connection is not None
+        while self._batch and len(self._batch) < self._config.batch_size:
+            seen = self._deliveries
+            self._connection.process_data_events(time_limit=0)
+            if self._deliveries == seen:
+                return
 
     def _subscribe(self) -> None:
         assert self._channel is not None
@@ -210,7 +218,7 @@ class BillingConsumer:
     def _on_delivery(
         self, channel: BlockingChannel, method: Basic.Deliver, properties: BasicProperties, body: bytes
     ) -> None:
-        self._last_delivery = time.monotonic()
+        self._deliveries += 1
         self._take(channel, method, properties, body)
         if len(self._batch) >= self._config.batch_size:
             # Allowed inside a callback: pika services I/O (heartbeats) but does not re-dispatch while we wait.
@@ -239,17 +247,21 @@ class BillingConsumer:
             channel.basic_reject(method.delivery_tag, requeue=False)
             self._metrics.dead_lettered.inc()
             return
-        if not self._batch:
-            self._batch_started = time.monotonic()
         self._batch.append(_Delivery(method.delivery_tag, row, properties, body))
-
-    def _batch_age_ms(self) -> float:
-        return (time.monotonic() - self._batch_started) * 1000 if self._batch else 0.0
 
     def _flush(self) -> None:
         """Commit the batch, then ack it. While the database is down, keep it and retry; never ack before."""
-        if not self._batch:
+        # The waits between retries go through the connection, which keeps dispatching deliveries: they join
+        # the batch being held and must not start a second, nested flush of it.
+        if not self._batch or self._flushing:
             return
+        self._flushing = True
+        try:
+            self._store_batch()
+        finally:
+            self._flushing = False
+
+    def _store_batch(self) -> None:
         assert self._channel is not None
         backoff = Backoff(0.2, self._config.db_retry_max_s)
         held_since = time.monotonic()
@@ -364,11 +376,14 @@ def _short(exc: BaseException) -> str:
     return text[0] if text else type(exc).__name__
 
 
+_CONTROL_CHARACTER = re.compile("[\x00-\x1f\x7f]")
+
+
 def _valid_message_id(message_id: object) -> str:
     """The idempotency key as it will be stored: text PostgreSQL accepts (pika hands over bytes when the
     producer's id was not UTF-8; AMQP already bounds it to 255 bytes)."""
     if not isinstance(message_id, str):
         raise InvalidMessage("message_id is not UTF-8 text")
-    if any(ord(char) < 0x20 or char == "\x7f" for char in message_id):
+    if _CONTROL_CHARACTER.search(message_id):
         raise InvalidMessage("message_id holds a control character")
     return message_id

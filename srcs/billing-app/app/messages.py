@@ -90,10 +90,14 @@ def _reject_constant(name: str) -> None:
     raise ValueError(f"{name} is not a number")
 
 
+# JSON numbers arrive as Decimal, never float, so 0.1 stays exactly 0.1; NaN and Infinity are refused.
+_DECODER = json.JSONDecoder(parse_float=Decimal, parse_constant=_reject_constant)
+
+
 def parse_order(body: bytes, message_id: str) -> OrderRow:
     """The order in a message body, or InvalidMessage."""
     try:
-        document = json.loads(body, parse_float=Decimal, parse_constant=_reject_constant)
+        document = _DECODER.decode(body.decode("utf-8"))
     except ValueError as exc:  # also UnicodeDecodeError: the body is not UTF-8 text
         raise InvalidMessage(f"body is not JSON ({exc})") from None
     except RecursionError:

@@ -24,11 +24,12 @@ def test_orders_published_while_stopped_are_all_stored_once_it_starts(broker, or
 
 
 def test_a_lone_message_is_stored_promptly(broker, orders, start_consumer, stored_ids):
-    # With the age limit out of the way, only the 50 ms idle timeout can close a batch of one.
-    start_consumer(batch_max_wait_ms=600_000)
+    # A batch is whatever has arrived: a lone order does not wait for company, and is acked at once.
+    start_consumer()
     wait_for("the consumer to subscribe", lambda: broker.consumer_count() == 1)
     [message_id] = broker.publish([order(user_id=7)])
     wait_for("the order stored", lambda: stored_ids() == [message_id], timeout=10, interval=0.02)
+    wait_for("the order acked", lambda: broker.queue_counts() == (0, 0), timeout=15)
 
 
 def test_a_redelivered_message_id_is_stored_once(broker, orders, start_consumer, stored_ids):
