@@ -45,13 +45,20 @@ def field_error(field: str, reason: str) -> ApiError:
     return ApiError(400, f"{field}: {reason}", code="validation_error", details=[{"field": field, "reason": reason}])
 
 
+def error_document(
+    code: str, message: str, request_id: str, details: list[dict[str, str]] | None = None
+) -> dict[str, Any]:
+    """The shared error shape, for Flask's answers and the proxy's alike."""
+    body: dict[str, Any] = {"error": code, "message": message, "request_id": request_id}
+    if details:
+        body["details"] = details
+    return body
+
+
 def error_response(
     status: int, code: str, message: str, details: list[dict[str, str]] | None = None
 ) -> Response:
-    body: dict[str, Any] = {"error": code, "message": message, "request_id": g.get("request_id", "")}
-    if details:
-        body["details"] = details
-    response = jsonify(body)
+    response = jsonify(error_document(code, message, g.get("request_id", ""), details))
     response.status_code = status
     return response
 
