@@ -12,7 +12,7 @@ from sqlalchemy import text
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from . import movies
-from .db import request_session
+from .db import read, request_session
 from .errors import ApiError, error_response, field_error
 from .schemas import MAX_ID, ListQuery, MovieCreate, MovieUpdate
 
@@ -63,8 +63,9 @@ def _not_found(movie_id: int) -> ApiError:
 @bp.get("/api/movies/")
 def list_movies() -> Response:
     params = ListQuery.model_validate(request.args.to_dict())
-    session = request_session()
-    page = movies.list_movies(session, title=params.title, after=params.after, limit=params.limit + 1)
+    page = read(lambda session: movies.list_movies(
+        session, title=params.title, after=params.after, limit=params.limit + 1
+    ))
     has_next = len(page) > params.limit
     page = page[: params.limit]
     response = jsonify([movie.to_dict() for movie in page])
@@ -99,9 +100,10 @@ def delete_all_movies() -> Response:
 @bp.get("/api/movies/<movie_id>")
 @bp.get("/api/movies/<movie_id>/")
 def get_movie(movie_id: str) -> Response:
-    movie = movies.get_movie(request_session(), _movie_id(movie_id))
+    identifier = _movie_id(movie_id)
+    movie = read(lambda session: movies.get_movie(session, identifier))
     if movie is None:
-        raise _not_found(int(movie_id))
+        raise _not_found(identifier)
     return jsonify(movie.to_dict())
 
 
@@ -133,7 +135,7 @@ def delete_movie(movie_id: str) -> tuple[str, int]:
 @bp.get("/health")
 def health() -> Response | tuple[Response, int]:
     try:
-        request_session().execute(text("SELECT 1"))
+        read(lambda session: session.execute(text("SELECT 1")))
     except Exception as exc:  # any failure to answer means "not healthy", with the reason
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         return error_response(

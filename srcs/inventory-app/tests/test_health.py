@@ -60,3 +60,20 @@ def test_service_starts_with_the_database_down_and_recovers_when_it_returns(rela
     relay.start()
     assert relayed_client.get("/health").status_code == 200
     assert [m["title"] for m in relayed_client.get("/api/movies").get_json()][-1] == "Back"
+
+
+def test_reads_survive_a_database_restart_under_pooled_connections(relay, relayed_client):
+    relay.start()
+    created = relayed_client.post("/api/movies", json={"title": "Pooled"}).get_json()
+    assert relayed_client.get(f"/api/movies/{created['id']}").status_code == 200  # the pool now holds connections
+    # The database restarts: every pooled connection is dead, though nothing has noticed yet.
+    relay.stop()
+    relay.start()
+    # No ping before use: the first statement fails on a dead connection, and a read is retried on a fresh one.
+    assert relayed_client.get(f"/api/movies/{created['id']}").get_json() == created
+    relay.stop()
+    relay.start()
+    assert created in relayed_client.get("/api/movies").get_json()
+    relay.stop()
+    relay.start()
+    assert relayed_client.get("/health").status_code == 200
