@@ -37,6 +37,8 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=int(os.environ.get("BENCH_ROUNDS", "3")))
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S", stream=sys.stderr)
+    # pika narrates every connection at INFO; the bench reports its own progress.
+    logging.getLogger("pika").setLevel(logging.WARNING)
     RESULTS.mkdir(exist_ok=True)
     started = time.monotonic()
     settings = Settings.from_env()
