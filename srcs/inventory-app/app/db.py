@@ -43,6 +43,9 @@ class Database:
             },
         )
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        # Reads run in autocommit: one round trip per query, where a transaction would add a BEGIN and the
+        # pool's ROLLBACK when the connection is returned. A single SELECT needs no transaction around it.
+        self.read_sessions = sessionmaker(self.engine.execution_options(isolation_level="AUTOCOMMIT"))
 
     def init_app(self, app: Flask) -> None:
         app.extensions["database"] = self
@@ -58,16 +61,18 @@ def request_session() -> Session:
 
 
 def read(query: Callable[[Session], T]) -> T:
-    """Run a read-only query with the request's session. If its connection turns out to have died while pooled
-    (PostgreSQL restarted since it was last used), the query runs once more on a fresh connection: a read can
-    be repeated safely. A database that is really down still raises, and becomes a 503."""
+    """Run a read-only query (one statement) in a session of its own, in autocommit. If its connection turns
+    out to have died while pooled (PostgreSQL restarted since it was last used), the query runs once more on a
+    fresh connection: a read can be repeated safely. A database that is really down still raises (a 503)."""
+    database: Database = current_app.extensions["database"]
     try:
-        return query(request_session())
+        with database.read_sessions() as session:
+            return query(session)
     except DBAPIError as exc:
         if not exc.connection_invalidated:
             raise
-    _close_request_session(None)
-    return query(request_session())
+    with database.read_sessions() as session:
+        return query(session)
 
 
 def _close_request_session(_exc: BaseException | None) -> None:
