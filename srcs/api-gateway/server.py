@@ -18,7 +18,7 @@ from gunicorn.app.base import BaseApplication
 
 from app import create_app
 from app.config import Config, ConfigError
-from gunicorn_worker import DrainingThreadWorker
+from serving import DrainingThreadWorker, configure_logging
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 GRACEFUL_TIMEOUT_S = 20
@@ -58,9 +58,7 @@ class GatewayServer(BaseApplication):
 
 
 def main() -> None:
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s", stream=sys.stdout
-    )
+    configure_logging()
     # pika logs every connection step, and an expected reconnect (an idle connection the broker dropped) as
     # ERROR with a traceback; the publisher logs each of those events itself, in one line.
     logging.getLogger("pika").setLevel(logging.CRITICAL)

@@ -17,7 +17,7 @@ from gunicorn.app.base import BaseApplication
 
 from app import create_app
 from app.config import Config, ConfigError
-from gunicorn_worker import DrainingThreadWorker
+from serving import DrainingThreadWorker, configure_logging
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 GRACEFUL_TIMEOUT_S = 20
@@ -55,9 +55,7 @@ class InventoryServer(BaseApplication):
 
 
 def main() -> None:
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s", stream=sys.stdout
-    )
+    configure_logging()
     load_dotenv(os.environ.get("CRUD_MASTER_ENV_FILE", REPO_ROOT / ".env"), override=False)
     try:
         config = Config.from_env(os.environ)
