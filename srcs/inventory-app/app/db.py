@@ -1,4 +1,4 @@
-"""Database binding: one engine per process, one session per request, owned by the request."""
+"""Database binding: one engine per process, one session per request, owned by the request, in autocommit."""
 
 from __future__ import annotations
 
@@ -32,6 +32,9 @@ class Database:
             pool_pre_ping=False,
             # Connections older than this are replaced on checkout, so none outlives a server-side idle timeout.
             pool_recycle=1800,
+            # Every request is one statement (app/movies.py), its own transaction: one round trip, where an
+            # explicit transaction would add a BEGIN and a COMMIT or ROLLBACK.
+            isolation_level="AUTOCOMMIT",
             # One connection per gunicorn thread, so requests never queue for the pool in normal load.
             pool_size=config.threads,
             max_overflow=2,
@@ -42,10 +45,7 @@ class Database:
                 "application_name": "inventory-app",
             },
         )
-        self.sessions = sessionmaker(self.engine, expire_on_commit=False)
-        # Reads run in autocommit: one round trip per query, where a transaction would add a BEGIN and the
-        # pool's ROLLBACK when the connection is returned. A single SELECT needs no transaction around it.
-        self.read_sessions = sessionmaker(self.engine.execution_options(isolation_level="AUTOCOMMIT"))
+        self.sessions = sessionmaker(self.engine)
 
     def init_app(self, app: Flask) -> None:
         app.extensions["database"] = self
@@ -61,18 +61,16 @@ def request_session() -> Session:
 
 
 def read(query: Callable[[Session], T]) -> T:
-    """Run a read-only query (one statement) in a session of its own, in autocommit. If its connection turns
-    out to have died while pooled (PostgreSQL restarted since it was last used), the query runs once more on a
-    fresh connection: a read can be repeated safely. A database that is really down still raises (a 503)."""
-    database: Database = current_app.extensions["database"]
+    """Run a read-only query with the request's session. If its connection turns out to have died while pooled
+    (PostgreSQL restarted since it was last used), the query runs once more on a fresh connection: a read can
+    be repeated safely. A database that is really down still raises, and becomes a 503."""
     try:
-        with database.read_sessions() as session:
-            return query(session)
+        return query(request_session())
     except DBAPIError as exc:
         if not exc.connection_invalidated:
             raise
-    with database.read_sessions() as session:
-        return query(session)
+    _close_request_session(None)
+    return query(request_session())
 
 
 def _close_request_session(_exc: BaseException | None) -> None:

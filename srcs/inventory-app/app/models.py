@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TypedDict
+
 from sqlalchemy import BigInteger, CheckConstraint, Identity, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -9,6 +11,14 @@ from .db import Base
 
 TITLE_MAX_LENGTH = 200
 DESCRIPTION_MAX_LENGTH = 5000
+
+
+class MovieData(TypedDict):
+    """A movie as the API shows it."""
+
+    id: int
+    title: str
+    description: str
 
 
 class Movie(Base):
@@ -27,6 +37,3 @@ class Movie(Base):
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
     title: Mapped[str] = mapped_column(String(TITLE_MAX_LENGTH))
     description: Mapped[str] = mapped_column(Text, server_default="")
-
-    def to_dict(self) -> dict[str, object]:
-        return {"id": self.id, "title": self.title, "description": self.description}

@@ -1,13 +1,22 @@
-"""Data functions for movies. The caller owns the session and the transaction."""
+"""Data functions for movies. The caller owns the session.
+
+Each function is one SQL statement, run in autocommit (app/db.py): a statement is its own transaction, so no
+request needs a BEGIN and a COMMIT or ROLLBACK around it. Updates are a single UPDATE ... RETURNING, never a
+read followed by a write. Rows come back as plain data (`MovieData`), not ORM objects: an answer needs nothing
+more, and building objects was most of the cost of a page of 100 movies (bench/README.md).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.orm import Session
 
-from .models import Movie
+from .models import Movie, MovieData
+
+_COLUMNS = (Movie.id, Movie.title, Movie.description)
 
 
 def _contains_pattern(text: str) -> str:
@@ -16,35 +25,38 @@ def _contains_pattern(text: str) -> str:
     return f"%{escaped}%"
 
 
-def list_movies(session: Session, *, title: str, after: int, limit: int) -> Sequence[Movie]:
+def _movie(row: Sequence[Any]) -> MovieData:
+    return {"id": row[0], "title": row[1], "description": row[2]}
+
+
+def list_movies(session: Session, *, title: str, after: int, limit: int) -> list[MovieData]:
     """Up to `limit` movies with id > `after`, in id order, whose title contains `title` (any case)."""
-    query = select(Movie).where(Movie.id > after).order_by(Movie.id).limit(limit)
+    query = select(*_COLUMNS).where(Movie.id > after).order_by(Movie.id).limit(limit)
     if title:
         query = query.where(Movie.title.ilike(_contains_pattern(title), escape="\\"))
-    return session.scalars(query).all()
+    return [_movie(row) for row in session.execute(query)]
 
 
-def get_movie(session: Session, movie_id: int) -> Movie | None:
-    return session.get(Movie, movie_id)
+def find_movie(session: Session, movie_id: int) -> MovieData | None:
+    row = session.execute(select(*_COLUMNS).where(Movie.id == movie_id)).first()
+    return _movie(row) if row is not None else None
 
 
-def create_movie(session: Session, *, title: str, description: str) -> Movie:
-    movie = Movie(title=title, description=description)
-    session.add(movie)
-    session.flush()
-    return movie
+def create_movie(session: Session, *, title: str, description: str) -> MovieData:
+    row = session.execute(insert(Movie).values(title=title, description=description).returning(*_COLUMNS)).one()
+    return _movie(row)
 
 
-def update_movie(session: Session, movie: Movie, changes: dict[str, str]) -> Movie:
-    for field, value in changes.items():
-        setattr(movie, field, value)
-    session.flush()
-    return movie
+def update_movie(session: Session, movie_id: int, changes: dict[str, str]) -> MovieData | None:
+    """The movie with `changes` applied, or None if there is no such movie."""
+    row = session.execute(
+        update(Movie).where(Movie.id == movie_id).values(**changes).returning(*_COLUMNS)
+    ).first()
+    return _movie(row) if row is not None else None
 
 
 def delete_movie(session: Session, movie_id: int) -> bool:
-    result = session.execute(delete(Movie).where(Movie.id == movie_id))
-    return result.rowcount > 0
+    return session.execute(delete(Movie).where(Movie.id == movie_id)).rowcount > 0
 
 
 def delete_all_movies(session: Session) -> int:

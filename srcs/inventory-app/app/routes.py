@@ -68,10 +68,10 @@ def list_movies() -> Response:
     ))
     has_next = len(page) > params.limit
     page = page[: params.limit]
-    response = jsonify([movie.to_dict() for movie in page])
+    response = jsonify(page)
     if has_next:
         # Relative link: it stays right when the gateway serves this under its own host.
-        query = {"limit": params.limit, "after": page[-1].id}
+        query = {"limit": params.limit, "after": page[-1]["id"]}
         if params.title:
             query["title"] = params.title
         response.headers["Link"] = f'<{request.path}?{urlencode(query)}>; rel="next"'
@@ -82,29 +82,24 @@ def list_movies() -> Response:
 @bp.post("/api/movies/")
 def create_movie() -> tuple[Response, int, dict[str, str]]:
     data = MovieCreate.model_validate(_json_object())
-    session = request_session()
-    with session.begin():
-        movie = movies.create_movie(session, title=data.title, description=data.description)
-    return jsonify(movie.to_dict()), 201, {"Location": f"/api/movies/{movie.id}"}
+    movie = movies.create_movie(request_session(), title=data.title, description=data.description)
+    return jsonify(movie), 201, {"Location": f"/api/movies/{movie['id']}"}
 
 
 @bp.delete("/api/movies")
 @bp.delete("/api/movies/")
 def delete_all_movies() -> Response:
-    session = request_session()
-    with session.begin():
-        deleted = movies.delete_all_movies(session)
-    return jsonify({"deleted": deleted})
+    return jsonify({"deleted": movies.delete_all_movies(request_session())})
 
 
 @bp.get("/api/movies/<movie_id>")
 @bp.get("/api/movies/<movie_id>/")
 def get_movie(movie_id: str) -> Response:
     identifier = _movie_id(movie_id)
-    movie = read(lambda session: movies.get_movie(session, identifier))
+    movie = read(lambda session: movies.find_movie(session, identifier))
     if movie is None:
         raise _not_found(identifier)
-    return jsonify(movie.to_dict())
+    return jsonify(movie)
 
 
 @bp.put("/api/movies/<movie_id>")
@@ -112,23 +107,18 @@ def get_movie(movie_id: str) -> Response:
 def update_movie(movie_id: str) -> Response:
     identifier = _movie_id(movie_id)
     changes = MovieUpdate.model_validate(_json_object()).changes()
-    session = request_session()
-    with session.begin():
-        movie = movies.get_movie(session, identifier)
-        if movie is None:
-            raise _not_found(identifier)
-        movies.update_movie(session, movie, changes)
-    return jsonify(movie.to_dict())
+    movie = movies.update_movie(request_session(), identifier, changes)
+    if movie is None:
+        raise _not_found(identifier)
+    return jsonify(movie)
 
 
 @bp.delete("/api/movies/<movie_id>")
 @bp.delete("/api/movies/<movie_id>/")
 def delete_movie(movie_id: str) -> tuple[str, int]:
     identifier = _movie_id(movie_id)
-    session = request_session()
-    with session.begin():
-        if not movies.delete_movie(session, identifier):
-            raise _not_found(identifier)
+    if not movies.delete_movie(request_session(), identifier):
+        raise _not_found(identifier)
     return "", 204
 
 
