@@ -28,9 +28,9 @@ class Config:
     # A batch is one INSERT and one commit: whatever has arrived when the consumer looks, up to batch_size.
     # A lone order is therefore stored at once, and under load batches grow by themselves to what arrived
     # while the previous one committed.
-    batch_size: int = 500
+    batch_size: int = 1000
     # Twice the batch: the broker keeps streaming the next batch while this one commits.
-    prefetch: int = 1000
+    prefetch: int = 2000
     heartbeat_s: int = 30
     # Ceilings of the exponential backoffs (broker reconnects, database retries).
     reconnect_max_s: float = 30.0
