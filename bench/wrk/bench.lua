@@ -1,5 +1,5 @@
 -- wrk script of the bench: builds the requests of one scenario and, when the run ends, prints ONE line
--- "WRK_JSON {...}" with the counts and latency percentiles, which bench/wrkrun.py parses.
+-- "WRK_JSON {...}" with the counts and latency percentiles, which bench/loadgen.py parses.
 --
 -- Arguments (after `--`):
 --   get  PATH                 GET PATH, always the same
