@@ -12,7 +12,7 @@ from sqlalchemy import text
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from . import movies
-from .db import read, request_session
+from .db import read, request_connection
 from .errors import ApiError, error_response, field_error
 from .schemas import MAX_ID, ListQuery, MovieCreate, MovieUpdate
 
@@ -63,8 +63,8 @@ def _not_found(movie_id: int) -> ApiError:
 @bp.get("/api/movies/")
 def list_movies() -> Response:
     params = ListQuery.model_validate(request.args.to_dict())
-    page = read(lambda session: movies.list_movies(
-        session, title=params.title, after=params.after, limit=params.limit + 1
+    page = read(lambda connection: movies.list_movies(
+        connection, title=params.title, after=params.after, limit=params.limit + 1
     ))
     has_next = len(page) > params.limit
     page = page[: params.limit]
@@ -82,21 +82,21 @@ def list_movies() -> Response:
 @bp.post("/api/movies/")
 def create_movie() -> tuple[Response, int, dict[str, str]]:
     data = MovieCreate.model_validate(_json_object())
-    movie = movies.create_movie(request_session(), title=data.title, description=data.description)
+    movie = movies.create_movie(request_connection(), title=data.title, description=data.description)
     return jsonify(movie), 201, {"Location": f"/api/movies/{movie['id']}"}
 
 
 @bp.delete("/api/movies")
 @bp.delete("/api/movies/")
 def delete_all_movies() -> Response:
-    return jsonify({"deleted": movies.delete_all_movies(request_session())})
+    return jsonify({"deleted": movies.delete_all_movies(request_connection())})
 
 
 @bp.get("/api/movies/<movie_id>")
 @bp.get("/api/movies/<movie_id>/")
 def get_movie(movie_id: str) -> Response:
     identifier = _movie_id(movie_id)
-    movie = read(lambda session: movies.find_movie(session, identifier))
+    movie = read(lambda connection: movies.find_movie(connection, identifier))
     if movie is None:
         raise _not_found(identifier)
     return jsonify(movie)
@@ -107,7 +107,7 @@ def get_movie(movie_id: str) -> Response:
 def update_movie(movie_id: str) -> Response:
     identifier = _movie_id(movie_id)
     changes = MovieUpdate.model_validate(_json_object()).changes()
-    movie = movies.update_movie(request_session(), identifier, changes)
+    movie = movies.update_movie(request_connection(), identifier, changes)
     if movie is None:
         raise _not_found(identifier)
     return jsonify(movie)
@@ -117,7 +117,7 @@ def update_movie(movie_id: str) -> Response:
 @bp.delete("/api/movies/<movie_id>/")
 def delete_movie(movie_id: str) -> tuple[str, int]:
     identifier = _movie_id(movie_id)
-    if not movies.delete_movie(request_session(), identifier):
+    if not movies.delete_movie(request_connection(), identifier):
         raise _not_found(identifier)
     return "", 204
 
@@ -125,7 +125,7 @@ def delete_movie(movie_id: str) -> tuple[str, int]:
 @bp.get("/health")
 def health() -> Response | tuple[Response, int]:
     try:
-        read(lambda session: session.execute(text("SELECT 1")))
+        read(lambda connection: connection.execute(text("SELECT 1")))
     except Exception as exc:  # any failure to answer means "not healthy", with the reason
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         return error_response(
