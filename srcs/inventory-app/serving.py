@@ -86,7 +86,8 @@ class DrainingThreadWorker(ThreadWorker):
                 self.nr_conns += 1
                 client.setblocking(True)
                 self.enqueue_req(TConn(self.cfg, client, address, listener.getsockname()))
-            # The master closed its copy before signalling: the last worker to get here closes the socket.
+            # The master closed its copy before signalling (config.yaml: PM2 signals the master alone), so the
+            # last worker to get here closes the socket.
             listener.close()
 
 

@@ -6,6 +6,7 @@ is the client's to retry and is counted apart; a request that was accepted must 
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections import Counter
@@ -17,10 +18,12 @@ from urllib3.exceptions import NewConnectionError
 from .conftest import healthy, wait_for
 
 ORDER = {"user_id": 7, "number_of_items": 1, "total_amount": "9.99"}
+LISTING_CLIENTS = 3
 
 
 class RequestStream:
-    """Two clients in a loop, one posting orders with unique keys, one listing movies, until stopped."""
+    """Clients in a loop until stopped: one posting orders with unique keys, three listing movies. Each request
+    is a new connection, so some always arrive while a stopping server is closing its listening socket."""
 
     def __init__(self, platform, new_key) -> None:
         self.platform = platform
@@ -29,7 +32,8 @@ class RequestStream:
         self.outcomes: Counter[str] = Counter()
         self.dropped: list[str] = []
         self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._orders), threading.Thread(target=self._listings)]
+        self._threads = [threading.Thread(target=self._orders)]
+        self._threads += [threading.Thread(target=self._listings) for _ in range(LISTING_CLIENTS)]
 
     def __enter__(self) -> RequestStream:
         for thread in self._threads:
@@ -85,3 +89,12 @@ def test_restart_under_load_loses_no_order_and_drops_no_request(platform, new_ke
     wait_for(lambda: len(platform.orders_with_keys(keys)) == len(keys), 90, "every accepted order in orders_db")
     assert set(platform.orders_with_keys(keys).values()) == {1}
 
+
+
+def test_pm2_signals_the_gunicorn_masters_alone(platform):
+    # With PM2's default tree kill, gunicorn's workers get SIGTERM before their master: they drain and close their
+    # copies of the listening socket while the master's stays open, and the connections that queue on it
+    # meanwhile are reset when the master closes it (seen: 5 resets in 20 restarts under load, 0 in 40 without).
+    apps = {app["name"]: app["pm2_env"] for app in json.loads(platform.pm2("jlist"))}
+    assert apps["api_gateway"].get("treekill") is False
+    assert apps["inventory_app"].get("treekill") is False
