@@ -165,10 +165,10 @@ class BillingConsumer:
                 if not self._stopping:
                     self._subscribe()
                 continue
-            # Wait for a delivery (the time limit only bounds how late a stop request is noticed), then take
-            # whatever else has already arrived, without waiting for more.
+            # Wait for a delivery (the time limit only bounds how late a stop request is noticed), then gather
+            # the rest of its batch.
             self._connection.process_data_events(time_limit=_POLL_S)
-            self._take_what_has_arrived()
+            self._gather_batch()
             self._flush()
         # Stopping. Cancel first so the broker sends nothing more, then store and ack what was taken: a
         # graceful stop leaves nothing unacked (quorum queues count every return against the delivery limit).
@@ -176,13 +176,20 @@ class BillingConsumer:
         self._unsubscribe()
         self._flush()
 
-    def _take_what_has_arrived(self) -> None:
+    def _gather_batch(self) -> None:
+        """Once a batch has begun: take what has already arrived, then what arrives within batch_linger_ms, up to
+        batch_size."""
         assert self._connection is not None
+        deadline = time.monotonic() + self._config.batch_linger_ms / 1000
         while self._batch and len(self._batch) < self._config.batch_size:
             seen = self._deliveries
             self._connection.process_data_events(time_limit=0)
             if self._deliveries == seen:
-                return
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return
+                # Returns at the next delivery (or any other event), or when the linger is over.
+                self._connection.process_data_events(time_limit=left)
 
     def _subscribe(self) -> None:
         assert self._channel is not None

@@ -13,11 +13,11 @@ from .support import SERVICE_DIR, test_environment
 
 
 def test_every_missing_or_invalid_setting_is_named():
-    env = test_environment(RABBITMQ_PORT="amqp", BILLING_BATCH_SIZE="0")
+    env = test_environment(RABBITMQ_PORT="amqp", BILLING_BATCH_SIZE="0", BILLING_BATCH_LINGER_MS="1001")
     del env["BILLING_DB_USER"], env["RABBITMQ_QUEUE"]
     with pytest.raises(ConfigError) as caught:
         Config.from_env(env)
-    for name in ("BILLING_DB_USER", "RABBITMQ_QUEUE", "RABBITMQ_PORT", "BILLING_BATCH_SIZE"):
+    for name in ("BILLING_DB_USER", "RABBITMQ_QUEUE", "RABBITMQ_PORT", "BILLING_BATCH_SIZE", "BILLING_BATCH_LINGER_MS"):
         assert name in str(caught.value)
 
 

@@ -24,12 +24,33 @@ def test_orders_published_while_stopped_are_all_stored_once_it_starts(broker, or
 
 
 def test_a_lone_message_is_stored_promptly(broker, orders, start_consumer, stored_ids):
-    # A batch is whatever has arrived: a lone order does not wait for company, and is acked at once.
+    # A lone order waits for company only for the linger (5 ms), and is acked at once.
     start_consumer()
     wait_for("the consumer to subscribe", lambda: broker.consumer_count() == 1)
     [message_id] = broker.publish([order(user_id=7)])
     wait_for("the order stored", lambda: stored_ids() == [message_id], timeout=10, interval=0.02)
     wait_for("the order acked", lambda: broker.queue_counts() == (0, 0), timeout=15)
+
+
+def test_orders_arriving_within_the_linger_share_one_batch(broker, orders, start_consumer):
+    # Each order is published alone and confirmed before the next, so without a linger each is a batch of its own
+    # (the next test); with one, the orders that follow the first within it join its batch.
+    consumer = start_consumer(batch_linger_ms=1000)
+    wait_for("the consumer to subscribe", lambda: broker.consumer_count() == 1)
+    for user_id in range(5):
+        broker.publish([order(user_id=user_id)])
+    wait_for("5 orders stored and acked", lambda: orders() == 5 and broker.queue_counts() == (0, 0))
+    wait_for("the batch counted", lambda: consumer.metrics["billing_batches_total"] >= 1)
+    assert consumer.metrics["billing_batches_total"] == 1
+
+
+def test_without_a_linger_orders_published_one_by_one_make_several_batches(broker, orders, start_consumer):
+    consumer = start_consumer(batch_linger_ms=0)
+    wait_for("the consumer to subscribe", lambda: broker.consumer_count() == 1)
+    for user_id in range(5):
+        broker.publish([order(user_id=user_id)])
+    wait_for("5 orders stored and acked", lambda: orders() == 5 and broker.queue_counts() == (0, 0))
+    wait_for("more than one batch counted", lambda: consumer.metrics["billing_batches_total"] > 1)
 
 
 def test_a_redelivered_message_id_is_stored_once(broker, orders, start_consumer, stored_ids):
