@@ -26,7 +26,7 @@ class Config:
     # 0 lets the OS pick a free port (tests run several consumers side by side).
     status_port: int
     # A batch is one INSERT and one commit: what has arrived when the first delivery comes, and what arrives
-    # within batch_linger_ms of it, up to batch_size. Under load batches grow by themselves to what arrived while
+    # until batch_linger_ms after it, up to batch_size. Under load batches grow by themselves to what arrived while
     # the previous one committed; the linger gathers a steady stream of orders into a few commits instead of one
     # per order (at 1000 orders/s: 10 orders a batch instead of 2, a sixth less CPU per order across the
     # consumer, RabbitMQ and PostgreSQL; bench/README.md), at the price of those few milliseconds for a lone one.

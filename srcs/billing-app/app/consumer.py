@@ -177,18 +177,19 @@ class BillingConsumer:
         self._flush()
 
     def _gather_batch(self) -> None:
-        """Once a batch has begun: take what has already arrived, then what arrives within batch_linger_ms, up to
-        batch_size."""
+        """Once a batch has begun: take what has already arrived, and wait for more until batch_linger_ms after
+        the batch began, up to batch_size. What is already waiting is always taken, so under a backlog a batch
+        fills up to batch_size whatever the linger."""
         assert self._connection is not None
         deadline = time.monotonic() + self._config.batch_linger_ms / 1000
-        while self._batch and len(self._batch) < self._config.batch_size:
+        while self._batch and len(self._batch) < self._config.batch_size and not self._stopping:
             seen = self._deliveries
             self._connection.process_data_events(time_limit=0)
             if self._deliveries == seen:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return
-                # Returns at the next delivery (or any other event), or when the linger is over.
+                # Returns early when a delivery has been dispatched, else when the linger is over.
                 self._connection.process_data_events(time_limit=left)
 
     def _subscribe(self) -> None:

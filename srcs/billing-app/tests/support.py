@@ -95,6 +95,20 @@ class Broker:
         finally:
             connection.close()
 
+    def publish_spaced(self, bodies: Iterable[bytes], gap_s: float) -> None:
+        """Publish one message at a time on one connection, each confirmed, with `gap_s` between them: a stream
+        that trickles in, as opposed to `publish`'s burst."""
+        connection, channel = self._channel()
+        try:
+            channel.confirm_delivery()  # basic_publish now returns only once the broker confirmed
+            for index, body in enumerate(bodies):
+                if index:
+                    time.sleep(gap_s)
+                properties = pika.BasicProperties(delivery_mode=2, message_id=uuid.uuid4().hex)
+                channel.basic_publish("", self.config.queue, body, properties, mandatory=True)
+        finally:
+            connection.close()
+
     def publish(self, bodies: Iterable[bytes | tuple[bytes, str | None]], timeout: float = 120.0) -> list[str | None]:
         """Publish persistent messages with publisher confirms, pipelined; return their message ids.
 

@@ -33,22 +33,20 @@ def test_a_lone_message_is_stored_promptly(broker, orders, start_consumer, store
 
 
 def test_orders_arriving_within_the_linger_share_one_batch(broker, orders, start_consumer):
-    # Each order is published alone and confirmed before the next, so without a linger each is a batch of its own
-    # (the next test); with one, the orders that follow the first within it join its batch.
+    # Five orders 50 ms apart: without a linger each is a batch of its own (the next test); with one, those that
+    # follow the first within it join its batch.
     consumer = start_consumer(batch_linger_ms=1000)
     wait_for("the consumer to subscribe", lambda: broker.consumer_count() == 1)
-    for user_id in range(5):
-        broker.publish([order(user_id=user_id)])
+    broker.publish_spaced([order(user_id=user_id) for user_id in range(5)], gap_s=0.05)
     wait_for("5 orders stored and acked", lambda: orders() == 5 and broker.queue_counts() == (0, 0))
-    wait_for("the batch counted", lambda: consumer.metrics["billing_batches_total"] >= 1)
+    wait_for("the batch counted (just after its ack)", lambda: consumer.metrics["billing_batches_total"] >= 1)
     assert consumer.metrics["billing_batches_total"] == 1
 
 
-def test_without_a_linger_orders_published_one_by_one_make_several_batches(broker, orders, start_consumer):
+def test_without_a_linger_orders_arriving_apart_make_several_batches(broker, orders, start_consumer):
     consumer = start_consumer(batch_linger_ms=0)
     wait_for("the consumer to subscribe", lambda: broker.consumer_count() == 1)
-    for user_id in range(5):
-        broker.publish([order(user_id=user_id)])
+    broker.publish_spaced([order(user_id=user_id) for user_id in range(5)], gap_s=0.05)
     wait_for("5 orders stored and acked", lambda: orders() == 5 and broker.queue_counts() == (0, 0))
     wait_for("more than one batch counted", lambda: consumer.metrics["billing_batches_total"] > 1)
 
