@@ -99,11 +99,20 @@ def publish_backlog(settings: Settings, prefix: str, count: int, timeout_s: floa
         connection.channel(on_open_callback=on_channel)
 
     def on_channel(channel) -> None:  # noqa: ANN001 - pika's async Channel
+        channel.add_on_close_callback(on_channel_closed)
+        # mandatory: the broker confirms a message no queue took, and returns it; a return is a failure here.
+        channel.add_on_return_callback(lambda *_: failures.append("an order was returned as unroutable"))
         channel.confirm_delivery(ack_nack_callback=on_confirm, callback=lambda _frame: publish_all(channel))
 
     def publish_all(channel) -> None:  # noqa: ANN001
         for i in range(count):
-            channel.basic_publish("", settings.queue, order_body(i), order_properties(f"{prefix}-{i}"))
+            properties = order_properties(f"{prefix}-{i}")
+            channel.basic_publish("", settings.queue, order_body(i), properties, mandatory=True)
+
+    def on_channel_closed(_channel, reason: Exception) -> None:  # noqa: ANN001
+        if unconfirmed:
+            failures.append(f"the channel closed: {reason!r}")
+        close()
 
     def on_confirm(frame) -> None:  # noqa: ANN001
         nonlocal confirmed_up_to
@@ -117,6 +126,10 @@ def publish_backlog(settings: Settings, prefix: str, count: int, timeout_s: floa
         else:
             unconfirmed.discard(method.delivery_tag)
         if not unconfirmed:
+            close()
+
+    def close() -> None:
+        if connection.is_open:
             connection.close()
 
     def on_close(_connection: pika.SelectConnection, reason: Exception) -> None:
@@ -130,15 +143,18 @@ def publish_backlog(settings: Settings, prefix: str, count: int, timeout_s: floa
 
     def on_timeout() -> None:
         failures.append(f"{len(unconfirmed)} orders unconfirmed after {timeout_s}s")
-        connection.close()
+        close()
 
+    if count == 0:
+        return 0.0
     started = time.monotonic()
     connection = pika.SelectConnection(
         rabbit_parameters(settings), on_open_callback=on_open, on_open_error_callback=on_open_error,
         on_close_callback=on_close,
     )
-    connection.ioloop.call_later(timeout_s, on_timeout)
+    timer = connection.ioloop.call_later(timeout_s, on_timeout)
     connection.ioloop.start()
+    connection.ioloop.remove_timeout(timer)
     if failures:
         raise BenchError(f"publishing the {count}-order backlog: {'; '.join(failures)}")
     return time.monotonic() - started
