@@ -90,7 +90,6 @@ def test_restart_under_load_loses_no_order_and_drops_no_request(platform, new_ke
     assert set(platform.orders_with_keys(keys).values()) == {1}
 
 
-
 def test_pm2_signals_the_gunicorn_masters_alone(platform):
     # With PM2's default tree kill, gunicorn's workers get SIGTERM before their master: they drain and close their
     # copies of the listening socket while the master's stays open, and the connections that queue on it
