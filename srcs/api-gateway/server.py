@@ -18,7 +18,7 @@ from gunicorn.app.base import BaseApplication
 
 from app import create_app
 from app.config import Config, ConfigError
-from serving import DrainingThreadWorker, configure_logging
+from serving import REQUEST_LIMITS, DrainingThreadWorker, GunicornLogger, configure_logging
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 GRACEFUL_TIMEOUT_S = 20
@@ -45,7 +45,9 @@ class GatewayServer(BaseApplication):
             # Above every bounded wait of a request (inventory read timeout, AMQP timeouts).
             "timeout": 30,
             "keepalive": 5,
+            **REQUEST_LIMITS,
             "errorlog": "-",
+            "logger_class": GunicornLogger,
             "loglevel": "info",
             "proc_name": "api_gateway",
         }

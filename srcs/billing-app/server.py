@@ -16,6 +16,7 @@ from dotenv import load_dotenv
 
 from app import create_service
 from app.config import Config, ConfigError
+from app.logs import configure_logging
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -23,11 +24,7 @@ log = logging.getLogger("billing")
 
 
 def main() -> int:
-    logging.basicConfig(
-        level=os.environ.get("BILLING_LOG_LEVEL", "INFO").upper(),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-        stream=sys.stdout,
-    )
+    configure_logging(os.environ.get("BILLING_LOG_LEVEL", "INFO").upper())
     # pika logs every failed reconnect attempt with a traceback; the consumer logs one line per failure itself.
     logging.getLogger("pika").setLevel(logging.CRITICAL)
     load_dotenv(REPO_ROOT / ".env", override=False)

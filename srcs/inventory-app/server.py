@@ -17,7 +17,7 @@ from gunicorn.app.base import BaseApplication
 
 from app import create_app
 from app.config import Config, ConfigError
-from serving import DrainingThreadWorker, configure_logging
+from serving import REQUEST_LIMITS, DrainingThreadWorker, GunicornLogger, configure_logging
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 GRACEFUL_TIMEOUT_S = 20
@@ -42,7 +42,9 @@ class InventoryServer(BaseApplication):
             "graceful_timeout": GRACEFUL_TIMEOUT_S,
             "timeout": 30,
             "keepalive": 75,
+            **REQUEST_LIMITS,
             "errorlog": "-",
+            "logger_class": GunicornLogger,
             "loglevel": "info",
             "proc_name": "inventory_app",
         }

@@ -1,5 +1,5 @@
 """How this HTTP service is served: its gunicorn worker (gthread, with a stop that drops nothing and errors in
-JSON) and its logging (batched writes to stdout).
+JSON), its request limits, and its logging (one escaped line per record, batched writes to stdout).
 
 Identical in srcs/api-gateway and srcs/inventory-app (the services share no code).
 """
@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import sys
 import threading
 import time
@@ -16,8 +17,14 @@ import uuid
 from http import HTTPStatus
 from typing import Any
 
+import gunicorn.glogging
 import gunicorn.util
 from gunicorn.workers.gthread import TConn, ThreadWorker
+
+# What the HTTP server accepts of a request, the same on both services (gunicorn's defaults, made explicit): the
+# gateway checks that what it forwards to the inventory stays within them (app/proxy.py), so a request the
+# gateway accepted is never refused behind it.
+REQUEST_LIMITS = {"limit_request_line": 8190, "limit_request_fields": 100, "limit_request_field_size": 8190}
 
 # The platform's error codes for the statuses gunicorn itself answers (requests it cannot parse).
 _ERROR_CODES = {
@@ -140,8 +147,49 @@ class BatchingStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
             self.stream.flush()
 
 
+# C0 and C1 controls, and the two Unicode line separators some viewers break lines on.
+_CONTROL_CHARACTERS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_CONTROL_CHARACTERS_BUT_NEWLINE = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def _escaped(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+class EscapingFormatter(logging.Formatter):
+    """A record is one line, whatever it quotes: control characters in its message (a path with %0A, a NUL
+    byte) are written as \\xNN escapes, so no request can forge or corrupt a log line. A traceback keeps its
+    lines, each indented, so that none of them can pass for a record of its own."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 - logging's name
+        return _CONTROL_CHARACTERS.sub(_escaped, super().formatMessage(record))
+
+    def formatException(self, ei: Any) -> str:  # noqa: N802
+        return self._indented(super().formatException(ei))
+
+    def formatStack(self, stack_info: str) -> str:  # noqa: N802
+        return self._indented(super().formatStack(stack_info))
+
+    @staticmethod
+    def _indented(text: str) -> str:
+        return "\n".join("    " + _CONTROL_CHARACTERS_BUT_NEWLINE.sub(_escaped, line) for line in text.splitlines())
+
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
+
+
+class GunicornLogger(gunicorn.glogging.Logger):
+    """gunicorn's own log (its start, its workers, requests it could not parse), escaped like the service's."""
+
+    def setup(self, cfg: Any) -> None:
+        super().setup(cfg)
+        for handler in self.error_log.handlers:
+            handler.setFormatter(EscapingFormatter(self.error_fmt, self.datefmt))
+
+
 def configure_logging(level: int = logging.INFO) -> None:
-    """The service's logging: one line per record on stdout, in batches (BatchingStreamHandler says why)."""
+    """The service's logging: one escaped line per record on stdout, in batches (BatchingStreamHandler says why)."""
     handler = BatchingStreamHandler(sys.stdout)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    handler.setFormatter(EscapingFormatter(LOG_FORMAT))
     logging.basicConfig(level=level, handlers=[handler])
