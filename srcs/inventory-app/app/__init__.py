@@ -17,6 +17,9 @@ def create_app(config: Config) -> Flask:
     # Keep non-ASCII titles readable and the key order of the movie object as written.
     app.json.ensure_ascii = False
     app.json.sort_keys = False
+    # `//api/movies` is a 404 like any unknown path, not a redirect (Werkzeug's default answers it with an HTML
+    # 308 whose Location is built from the request's own Host).
+    app.url_map.merge_slashes = False
     app.extensions["inventory_config"] = config
     Database(config).init_app(app)
     init_request_logging(app)

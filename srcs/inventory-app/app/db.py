@@ -7,7 +7,7 @@ cost: about 5% of the CPU of a request, measured in-process (bench/README.md).""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Concatenate, ParamSpec, TypeVar
 
 from flask import Flask, current_app, g
 from sqlalchemy import Connection, Engine, create_engine
@@ -17,6 +17,7 @@ from sqlalchemy.orm import DeclarativeBase
 from .config import Config
 
 
+P = ParamSpec("P")
 T = TypeVar("T")
 
 
@@ -63,17 +64,17 @@ def request_connection() -> Connection:
     return g.db_connection
 
 
-def read(query: Callable[[Connection], T]) -> T:
-    """Run a read-only query on the request's connection. If its connection turns out to have died while pooled
-    (PostgreSQL restarted since it was last used), the query runs once more on a fresh connection: a read can
-    be repeated safely. A database that is really down still raises, and becomes a 503."""
+def read(query: Callable[Concatenate[Connection, P], T], *args: P.args, **kwargs: P.kwargs) -> T:
+    """`query(connection, *args, **kwargs)` on the request's connection. If that connection turns out to have
+    died while pooled (PostgreSQL restarted since it was last used), the query runs once more on a fresh one: a
+    read can be repeated safely. A database that is really down still raises, and becomes a 503."""
     try:
-        return query(request_connection())
+        return query(request_connection(), *args, **kwargs)
     except DBAPIError as exc:
         if not exc.connection_invalidated:
             raise
     _close_request_connection(None)
-    return query(request_connection())
+    return query(request_connection(), *args, **kwargs)
 
 
 def _close_request_connection(_exc: BaseException | None) -> None:

@@ -1,39 +1,54 @@
-"""What the inventory accepts from clients: request bodies and list parameters, validated by pydantic."""
+"""What the inventory accepts from clients: request bodies and list parameters, validated by pydantic.
+
+Each rule here is one `openapi.yaml` states: a request the description allows is accepted, one it forbids is
+refused, with nothing stricter or looser on either side.
+"""
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any
 
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    ConfigDict,
-    Field,
-    StringConstraints,
-    field_validator,
-    model_validator,
-)
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from .models import DESCRIPTION_MAX_LENGTH, TITLE_MAX_LENGTH
 
 # PostgreSQL bigint: larger ids cannot exist, so they are bad input rather than a database error.
 MAX_ID = 2**63 - 1
-DEFAULT_PAGE_SIZE = 20
 MAX_PAGE_SIZE = 100
 
+_DIGITS = re.compile(r"[0-9]{1,19}")
 
 
-def _no_nul(text: str) -> str:
-    # PostgreSQL text cannot hold U+0000: refuse it here, as bad input, rather than fail in the driver.
+def _storable_text(text: str) -> str:
+    # PostgreSQL text cannot hold U+0000 (JSON can spell it, "\u0000"): bad input here, rather than a failure
+    # in the driver. (pydantic itself refuses a lone surrogate such as "\ud800".)
     if "\x00" in text:
         raise ValueError("must not contain the NUL character (\\u0000)")
     return text
 
 
+def _has_visible_character(text: str) -> str:
+    # The whitespace of openapi.yaml's pattern (ASCII), not str.isspace(), which JSON Schema's regexes disagree on.
+    if not text.strip(" \t\n\v\f\r"):
+        raise ValueError("must contain a character other than whitespace")
+    return text
+
+
+def _query_integer(value: Any) -> Any:
+    # The query string is text: only plain digits are a number ("5.0", "+5", "1_0", " 5" are not).
+    if not isinstance(value, str) or not _DIGITS.fullmatch(value):
+        raise ValueError("must be a whole number written in digits")
+    return int(value)
+
+
 Title = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=TITLE_MAX_LENGTH), AfterValidator(_no_nul)
+    str,
+    Field(min_length=1, max_length=TITLE_MAX_LENGTH),
+    AfterValidator(_storable_text),
+    AfterValidator(_has_visible_character),
 ]
-Description = Annotated[str, StringConstraints(max_length=DESCRIPTION_MAX_LENGTH), AfterValidator(_no_nul)]
+Description = Annotated[str, Field(max_length=DESCRIPTION_MAX_LENGTH), AfterValidator(_storable_text)]
 
 
 class MovieCreate(BaseModel):
@@ -71,10 +86,11 @@ class MovieUpdate(BaseModel):
 
 
 class ListQuery(BaseModel):
-    """`GET /api/movies` parameters: keyset pagination on id (`after`), so deep pages stay cheap."""
+    """`GET /api/movies` parameters. Without `limit`, every movie after `after` (streamed); with it, one page of
+    keyset pagination on id, so deep pages stay cheap."""
 
     model_config = ConfigDict(extra="forbid")
 
-    title: Annotated[str, StringConstraints(max_length=TITLE_MAX_LENGTH), AfterValidator(_no_nul)] = ""
-    limit: Annotated[int, Field(ge=1, le=MAX_PAGE_SIZE)] = DEFAULT_PAGE_SIZE
-    after: Annotated[int, Field(ge=0, le=MAX_ID)] = 0
+    title: Annotated[str, Field(max_length=TITLE_MAX_LENGTH), AfterValidator(_storable_text)] = ""
+    limit: Annotated[int, BeforeValidator(_query_integer), Field(ge=1, le=MAX_PAGE_SIZE)] | None = None
+    after: Annotated[int, BeforeValidator(_query_integer), Field(ge=0, le=MAX_ID)] = 0

@@ -15,6 +15,7 @@ from app import create_app
 from app.config import Config
 
 from .support import alembic_config, test_environment
+from .tcp_proxy import TcpRelay
 
 
 @pytest.fixture(scope="session")
@@ -46,7 +47,7 @@ def client(app: Flask) -> FlaskClient:
 def make_movie(client: FlaskClient):
     def make(title: str, description: str = "") -> dict:
         response = client.post("/api/movies", json={"title": title, "description": description})
-        assert response.status_code == 201, response.get_json()
+        assert response.status_code == 200, response.get_json()
         return response.get_json()
 
     return make
@@ -57,3 +58,11 @@ def admin_engine(migrated_database: URL):
     engine = create_engine(migrated_database)
     yield engine
     engine.dispose()
+
+
+@pytest.fixture
+def relay(config: Config, migrated_database: URL) -> Iterator[TcpRelay]:
+    """A switchable stand-in for the database's address (stopped until a test starts it)."""
+    relay = TcpRelay((config.database_url.host, config.database_url.port))
+    yield relay
+    relay.stop()
