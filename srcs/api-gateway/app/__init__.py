@@ -7,7 +7,7 @@ from flask import Flask
 
 from . import billing, docs, health
 from .config import Config
-from .errors import register_error_handlers
+from .errors import refuse_query_parameters, register_error_handlers
 from .observability import init_request_logging
 from .proxy import InventoryClient, InventoryProxy, mount
 from .publisher import Publisher
@@ -18,6 +18,9 @@ def create_app(config: Config) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
     app.json.ensure_ascii = False
     app.json.sort_keys = False
+    # `//api/movies` is a 404 like any unknown path, not a redirect (Werkzeug's default answers it with an HTML
+    # 308 whose Location is built from the request's own Host).
+    app.url_map.merge_slashes = False
     app.extensions["gateway_config"] = config
     # Created here, i.e. in each gunicorn worker after the fork: the HTTP pool is per process, and the
     # publisher opens its AMQP connections lazily, per thread.
@@ -26,6 +29,7 @@ def create_app(config: Config) -> Flask:
     app.extensions["publisher"] = Publisher(config.rabbitmq)
     init_request_logging(app)
     register_error_handlers(app)
+    app.before_request(refuse_query_parameters)
     for blueprint in (billing.bp, health.bp, docs.bp):
         app.register_blueprint(blueprint)
     # /api/movies... bypasses Flask: a WSGI proxy of its own in front of it (app/proxy.py says why).

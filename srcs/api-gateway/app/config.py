@@ -45,8 +45,6 @@ class Config:
     # /health must answer fast even when the inventory hangs.
     health_timeout_s: float = 2.0
     max_body_bytes: int = 64 * 1024
-    # The inventory's pages are at most 100 movies; anything far larger is a broken upstream.
-    max_upstream_body_bytes: int = 8 * 1024 * 1024
     openapi_file: Path = DEFAULT_OPENAPI_FILE
 
     @classmethod

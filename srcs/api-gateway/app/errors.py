@@ -6,6 +6,7 @@ No HTML page and no stack trace ever reaches a client.
 
 from __future__ import annotations
 
+import errno
 import logging
 from typing import Any
 
@@ -20,7 +21,9 @@ CODES = {
     404: "not_found",
     405: "method_not_allowed",
     413: "payload_too_large",
+    414: "uri_too_long",
     415: "unsupported_media_type",
+    431: "request_header_fields_too_large",
     500: "internal_error",
     502: "bad_gateway",
     503: "service_unavailable",
@@ -41,8 +44,35 @@ class ApiError(Exception):
         self.details = details
 
 
+class BrokenStream(ConnectionResetError):
+    """Raised inside a streamed body that cannot be finished. The HTTP server then closes the connection without
+    the final chunk (gunicorn treats a reset as the client's doing: no traceback), so the client sees an
+    incomplete answer, never one that looks complete."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(errno.ECONNRESET, reason)
+
+
+# An error names at most this many bad fields, and echoes at most this much of any one value: a 64 KiB body of
+# unknown fields gets a short answer, not one ten times its size.
+MAX_DETAILS = 5
+MAX_ECHO = 80
+
+
+def shorten(text: str, limit: int = MAX_ECHO) -> str:
+    """`text` as an error may echo it: at most `limit` characters."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def field_error(field: str, reason: str) -> ApiError:
     return ApiError(400, f"{field}: {reason}", code="validation_error", details=[{"field": field, "reason": reason}])
+
+
+def refuse_query_parameters() -> None:
+    """A before_request hook: the gateway's own routes (billing, health, docs) take no query parameter, and an
+    unknown parameter is a mistake to report, not to ignore."""
+    for name in request.args:
+        raise field_error(shorten(name), "unknown parameter: this request takes no query parameter")
 
 
 def error_document(
@@ -64,17 +94,21 @@ def error_response(
 
 
 def validation_details(exc: ValidationError) -> list[dict[str, str]]:
+    """One entry per bad field, at most MAX_DETAILS of them (the last one says how many more there are)."""
     details = []
-    for item in exc.errors(include_url=False):
-        field = ".".join(str(part) for part in item["loc"]) or "body"
+    errors = exc.errors(include_url=False)
+    for item in errors[:MAX_DETAILS]:
+        field = shorten(".".join(str(part) for part in item["loc"]) or "body")
         if item["type"] == "extra_forbidden":
             reason = "unknown field"
         elif item["type"] == "missing":
             reason = "is required"
         else:
             # pydantic prefixes messages of custom validators with "Value error, ".
-            reason = item["msg"].removeprefix("Value error, ")
+            reason = shorten(item["msg"].removeprefix("Value error, "), 200)
         details.append({"field": field, "reason": reason})
+    if len(errors) > MAX_DETAILS:
+        details[-1]["reason"] += f" (and {len(errors) - MAX_DETAILS} more problems not listed)"
     return details
 
 
@@ -92,9 +126,11 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> Response:
         status = exc.code or 500
+        # PATH_INFO, not request.path, which merges the leading slashes of `//api/movies`.
+        path = shorten(request.environ.get("PATH_INFO", ""))
         messages = {
-            404: f"no resource at {request.path}",
-            405: f"{request.method} is not allowed on {request.path}",
+            404: f"no resource at {path}",
+            405: f"{shorten(request.method)} is not allowed on {path}",
             413: f"the body is larger than the {app.config['MAX_CONTENT_LENGTH']} bytes allowed",
         }
         details = [{"field": "body", "reason": messages[413]}] if status == 413 else None

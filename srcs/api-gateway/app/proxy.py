@@ -16,8 +16,8 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator
+from http import HTTPStatus
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -32,7 +32,7 @@ from urllib3.exceptions import (
 )
 
 from .config import Config
-from .errors import CODES, ApiError, error_document
+from .errors import CODES, ApiError, BrokenStream, error_document, shorten
 from .observability import log_access, request_id_from
 
 log = logging.getLogger(__name__)
@@ -57,7 +57,13 @@ HOP_BY_HOP = frozenset(
     }
 )
 _NOT_FORWARDED_REQUEST = HOP_BY_HOP | {"host", "content-length", "x-request-id"}
-_NOT_RETURNED_RESPONSE = HOP_BY_HOP | {"content-length", "x-request-id", "server", "date"}
+_NOT_RETURNED_RESPONSE = HOP_BY_HOP | {"x-request-id", "server", "date"}
+# What the inventory's HTTP server accepts (gunicorn's limits, the same on both services: serving.py).
+UPSTREAM_MAX_REQUEST_LINE = 8190
+UPSTREAM_MAX_HEADER_FIELDS = 100
+UPSTREAM_MAX_FIELD_BYTES = 8190
+# The size of the pieces in which a streamed answer is relayed.
+RELAY_CHUNK_BYTES = 64 * 1024
 
 
 class _RetryUnlessTimedOut(urllib3.Retry):
@@ -70,21 +76,13 @@ class _RetryUnlessTimedOut(urllib3.Retry):
         return super().increment(method, url, response, error, _pool, _stacktrace)
 
 
-@dataclass(frozen=True)
-class UpstreamResponse:
-    status: int
-    reason: str
-    headers: list[tuple[str, str]]
-    body: bytes
-
-
 class InventoryClient:
     """One keep-alive connection pool per process (urllib3 pools are thread-safe), sized for every thread."""
 
     def __init__(self, config: Config) -> None:
         parts = urlsplit(config.inventory_url)
         self.base_path = parts.path.rstrip("/")
-        self.max_body_bytes = config.max_upstream_body_bytes
+        self.host_header = parts.netloc
         self.timeout = urllib3.Timeout(connect=config.inventory_connect_timeout_s, read=config.inventory_read_timeout_s)
         self.health_timeout = urllib3.Timeout(connect=config.health_timeout_s, read=config.health_timeout_s)
         # A thread holds at most one connection, so with maxsize == threads and block=True a thread waits for a
@@ -106,8 +104,10 @@ class InventoryClient:
 
     def request(
         self, method: str, path_and_query: str, headers: dict[str, str], body: bytes | None
-    ) -> UpstreamResponse:
-        response = self._pool.urlopen(
+    ) -> urllib3.BaseHTTPResponse:
+        """The inventory's answer once its headers arrived; the caller reads (or streams) the body, then releases
+        the connection (`release_conn`) or, if it stopped before the end, drops it (`close`)."""
+        return self._pool.urlopen(
             method,
             self.base_path + path_and_query,
             body=body,
@@ -120,14 +120,6 @@ class InventoryClient:
             preload_content=False,
             decode_content=False,  # the client gets the bytes as sent, with their Content-Encoding
         )
-        try:
-            data = response.read(self.max_body_bytes + 1)
-            if len(data) > self.max_body_bytes:
-                response.close()  # the rest is unread: this connection cannot serve another request
-                raise ApiError(502, f"the inventory's answer is larger than {self.max_body_bytes} bytes")
-            return UpstreamResponse(response.status, response.reason or "", list(response.headers.iteritems()), data)
-        finally:
-            response.release_conn()
 
     def health(self) -> tuple[bool, str]:
         """(healthy, reason), within health_timeout whatever the inventory does."""
@@ -178,28 +170,39 @@ class InventoryProxy:
         method = environ["REQUEST_METHOD"]
         target = _target(environ)
         try:
-            status, headers, body = self._forward(environ, method, target, request_id)
+            upstream = self._forward(environ, method, target, request_id)
         except ApiError as exc:
             status, headers, body = _error_answer(exc.status, exc.code, exc.message, request_id, exc.details)
             if exc.status == 405:
-                headers.append(("Allow", ", ".join(PROXIED_METHODS)))
+                headers.append(("Allow", _allowed_methods(environ.get("PATH_INFO", ""))))
+            headers.append(("X-Request-ID", request_id))
+            start_response(status, headers)
+            log_access(method, target, exc.status, started, request_id, "inventory")
+            return [body]
         except Exception:  # the shared shape even for a bug; the log has the trace
             log.exception("unhandled error proxying %s %s", method, target)
             message = "internal error; see the gateway log for this request id"
             status, headers, body = _error_answer(500, CODES[500], message, request_id)
+            headers.append(("X-Request-ID", request_id))
+            start_response(status, headers)
+            log_access(method, target, 500, started, request_id, "inventory")
+            return [body]
+        headers = _returned_headers(upstream, method)
         headers.append(("X-Request-ID", request_id))
-        start_response(status, headers)
-        log_access(method, target, int(status[:3]), started, request_id, "inventory")
-        return [] if method == "HEAD" else [body]
+        start_response(f"{upstream.status} {upstream.reason}".strip(), headers)
+        return RelayedBody(upstream, method, lambda: log_access(
+            method, target, upstream.status, started, request_id, "inventory"))
 
     def _forward(
         self, environ: WSGIEnviron, method: str, target: str, request_id: str
-    ) -> tuple[str, list[tuple[str, str]], bytes]:
+    ) -> urllib3.BaseHTTPResponse:
         if method not in PROXIED_METHODS:
-            raise ApiError(405, f"{method} is not allowed on {environ.get('PATH_INFO', '')}")
+            raise ApiError(405, f"{method} is not allowed on {shorten(environ.get('PATH_INFO', ''))}")
         body = self._request_body(environ)
+        headers = _forwarded_headers(environ, request_id, self.client.host_header)
+        _check_upstream_limits(method, self.client.base_path + target, headers)
         try:
-            upstream = self.client.request(method, target, _forwarded_headers(environ, request_id), body)
+            return self.client.request(method, target, headers, body)
         except EmptyPoolError:
             raise ApiError(503, "the gateway has no free connection to the inventory, try again later") from None
         except ReadTimeoutError:
@@ -213,29 +216,74 @@ class InventoryProxy:
         except (NewConnectionError, ProtocolError, HTTPError, OSError) as exc:
             log.warning("inventory failed: %s", _describe(exc))
             raise ApiError(502, "the inventory closed the connection or answered garbage") from None
-        return f"{upstream.status} {upstream.reason}".strip(), _returned_headers(upstream, method), upstream.body
 
     def _request_body(self, environ: WSGIEnviron) -> bytes | None:
-        """The body, at most max_body_bytes (413 otherwise), whether its length is announced or it is chunked."""
+        """The whole body, at most max_body_bytes (413 otherwise), whether its length is announced or it is
+        chunked; a body shorter than announced, or a malformed chunked one, is a 400 and is not forwarded."""
         stream = environ["wsgi.input"]
         announced = environ.get("CONTENT_LENGTH") or ""
-        if announced:
-            if not announced.isdigit():
-                raise ApiError(400, "Content-Length is not a number", details=[
-                    {"field": "Content-Length", "reason": "must be a number of bytes"}])
-            if int(announced) > self.max_body_bytes:
-                raise _too_large(self.max_body_bytes)
-            body = stream.read(int(announced))
-        else:
-            body = stream.read(self.max_body_bytes + 1)
-            if len(body) > self.max_body_bytes:
-                raise _too_large(self.max_body_bytes)
+        if announced and not announced.isdigit():
+            raise ApiError(400, "Content-Length is not a number", details=[
+                {"field": "Content-Length", "reason": "must be a number of bytes"}])
+        if announced and int(announced) > self.max_body_bytes:
+            raise _too_large(self.max_body_bytes)
+        try:
+            body = stream.read(int(announced)) if announced else stream.read(self.max_body_bytes + 1)
+        except Exception:  # noqa: BLE001 - what the HTTP server raises for a malformed chunked body or a cut upload
+            raise _body_error("could not be read: malformed chunked encoding, or the upload was cut off") from None
+        if announced and len(body) != int(announced):
+            raise _body_error(f"is shorter than its Content-Length ({len(body)} of {announced} bytes)")
+        if len(body) > self.max_body_bytes:
+            raise _too_large(self.max_body_bytes)
         return body or None
+
+
+class RelayedBody:
+    """The inventory's body, relayed to the client as it arrives: memory stays flat however long the answer (the
+    whole list of movies is streamed). The upstream connection goes back to the pool once the body is read to
+    its end, and is dropped if the client leaves before. If the inventory fails in the middle, the client's
+    connection is cut too (BrokenStream): an answer that lost its end must never look complete."""
+
+    def __init__(self, upstream: urllib3.BaseHTTPResponse, method: str, on_close: Callable[[], None]) -> None:
+        self._upstream = upstream
+        self._method = method
+        self._on_close = on_close
+        self._complete = method == "HEAD"  # a HEAD answer has no body to relay
+
+    def __iter__(self) -> Iterator[bytes]:
+        if self._complete:
+            return
+        try:
+            yield from self._upstream.stream(RELAY_CHUNK_BYTES, decode_content=False)
+        except (HTTPError, OSError) as exc:
+            log.warning("the inventory's answer was cut off: %s", _describe(exc))
+            raise BrokenStream("the inventory's answer was cut off") from None
+        self._complete = True
+
+    def close(self) -> None:
+        if self._complete:
+            self._upstream.drain_conn()  # nothing left to read: the connection goes back to the pool
+        else:
+            self._upstream.close()  # unread bytes left (the client left early): it cannot serve another request
+        self._upstream.release_conn()
+        self._on_close()
+
+
+def _allowed_methods(path: str) -> str:
+    """What the inventory serves on this path (the Allow of its own 405s), for the gateway's 405 of a method it
+    does not forward at all (TRACE, CONNECT, an unknown one)."""
+    if path.rstrip("/") == PREFIX:
+        return "GET, HEAD, POST, DELETE, OPTIONS"
+    return "GET, HEAD, PUT, DELETE, OPTIONS"
 
 
 def _too_large(limit: int) -> ApiError:
     reason = f"the body is larger than the {limit} bytes allowed"
     return ApiError(413, reason, details=[{"field": "body", "reason": reason}])
+
+
+def _body_error(reason: str) -> ApiError:
+    return ApiError(400, f"the body {reason}", details=[{"field": "body", "reason": reason}])
 
 
 def _error_answer(
@@ -244,18 +292,14 @@ def _error_answer(
     # As Flask writes its JSON: compact, UTF-8, one line.
     document = error_document(code, message, request_id, details)
     body = json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
-    reason = _REASONS.get(status, "Error")
-    return f"{status} {reason}", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))], body
-
-
-_REASONS = {400: "Bad Request", 405: "Method Not Allowed", 413: "Payload Too Large", 500: "Internal Server Error",
-            502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout"}
+    return f"{status} {HTTPStatus(status).phrase}", [
+        ("Content-Type", "application/json"), ("Content-Length", str(len(body)))], body
 
 
 def _target(environ: WSGIEnviron) -> str:
     """The path and query as the client wrote them: decoding and re-encoding could change them (%2F would
-    become /). Bytes outside printable ASCII, which a client should have escaped, are %-escaped as they are,
-    so the inventory decodes the very bytes the client sent."""
+    become /). gunicorn refuses a request target with bytes outside printable ASCII, so the raw target goes on
+    as it is; the fallback, for a server that gives no raw target, %-escapes what would need it."""
     raw_uri = environ.get("RAW_URI") or environ.get("REQUEST_URI") or ""
     raw_path = raw_uri.split("?", 1)[0]
     path = raw_path if raw_path.startswith("/") else quote(environ.get("PATH_INFO", ""), safe="/", encoding="latin-1")
@@ -275,9 +319,9 @@ def _connection_tokens(values: Iterable[str]) -> set[str]:
     return {token.strip().lower() for value in values for token in value.split(",") if token.strip()}
 
 
-def _forwarded_headers(environ: WSGIEnviron, request_id: str) -> dict[str, str]:
+def _forwarded_headers(environ: WSGIEnviron, request_id: str, host: str) -> dict[str, str]:
     skip = _NOT_FORWARDED_REQUEST | _connection_tokens([environ.get("HTTP_CONNECTION", "")])
-    headers: dict[str, str] = {}
+    headers: dict[str, str] = {"Host": host}
     for key, value in environ.items():
         if key.startswith("HTTP_"):
             name = key[5:].replace("_", "-").title()
@@ -292,14 +336,27 @@ def _forwarded_headers(environ: WSGIEnviron, request_id: str) -> dict[str, str]:
     return headers
 
 
-def _returned_headers(upstream: UpstreamResponse, method: str) -> list[tuple[str, str]]:
-    skip = _NOT_RETURNED_RESPONSE | _connection_tokens(
-        value for name, value in upstream.headers if name.lower() == "connection"
-    )
-    headers = [(name, value) for name, value in upstream.headers if name.lower() not in skip]
-    if method == "HEAD":
-        # No body to measure: keep the length the inventory announced for the GET.
-        headers += [(name, value) for name, value in upstream.headers if name.lower() == "content-length"]
-    elif upstream.status not in (204, 304):
-        headers.append(("Content-Length", str(len(upstream.body))))
-    return headers
+def _check_upstream_limits(method: str, target: str, headers: dict[str, str]) -> None:
+    """Refuse here, with this request's id, what the inventory's HTTP server would refuse: the request as
+    forwarded (under the inventory URL's path, repeated headers joined into one line, X-Request-ID and
+    X-Forwarded-For added) may exceed the limits the client's request met on the way in."""
+    if len(f"{method} {target} HTTP/1.1") > UPSTREAM_MAX_REQUEST_LINE:
+        raise ApiError(414, f"the request line is too long to forward to the inventory (at most "
+                            f"{UPSTREAM_MAX_REQUEST_LINE} bytes)")
+    # Host is in `headers`; http.client may add Accept-Encoding, User-Agent and Content-Length.
+    forwardable = UPSTREAM_MAX_HEADER_FIELDS - 3
+    if len(headers) > forwardable:
+        raise ApiError(431, f"too many header fields to forward to the inventory: {len(headers)}, with Host, "
+                            f"X-Request-ID and X-Forwarded-For, of at most {forwardable}")
+    for name, value in headers.items():
+        if len(name) + 2 + len(value) > UPSTREAM_MAX_FIELD_BYTES:
+            raise ApiError(431, f"header {shorten(name)} is too large to forward (at most "
+                                f"{UPSTREAM_MAX_FIELD_BYTES} bytes, repeated headers joined)")
+
+
+def _returned_headers(upstream: urllib3.BaseHTTPResponse, method: str) -> list[tuple[str, str]]:
+    """The inventory's headers minus the hop-by-hop ones; Content-Length stays, as the body is relayed byte for
+    byte (when the inventory streams without one, so does the gateway: chunked)."""
+    items = list(upstream.headers.iteritems())
+    skip = _NOT_RETURNED_RESPONSE | _connection_tokens(value for name, value in items if name.lower() == "connection")
+    return [(name, value) for name, value in items if name.lower() not in skip]

@@ -35,9 +35,24 @@ def config(inventory: InventoryProcess) -> Config:
     return Config.from_env(gateway_environment(INVENTORY_URL=inventory.url))
 
 
+class WholeAnswerClient(FlaskClient):
+    """Reads each answer to its end and closes it, as a WSGI server does: the proxy relays the inventory's body
+    as it comes, and releases its upstream connection and writes its access line when the answer is closed."""
+
+    def open(self, *args, **kwargs):  # noqa: ANN002, ANN003, ANN201 - FlaskClient's signature
+        kwargs.setdefault("buffered", True)
+        return super().open(*args, **kwargs)
+
+
+def gateway_app(config: Config) -> Flask:
+    app = create_app(config)
+    app.test_client_class = WholeAnswerClient
+    return app
+
+
 @pytest.fixture
 def app(config: Config) -> Flask:
-    return create_app(config)
+    return gateway_app(config)
 
 
 @pytest.fixture
@@ -50,7 +65,7 @@ def make_client(config: Config):
     """A gateway with some settings changed (e.g. pointed at a stopped or slow inventory)."""
 
     def make(**changes) -> FlaskClient:
-        return create_app(dataclasses.replace(config, **changes)).test_client()
+        return gateway_app(dataclasses.replace(config, **changes)).test_client()
 
     return make
 

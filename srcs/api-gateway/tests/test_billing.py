@@ -50,8 +50,13 @@ def test_order_is_published_persistently_then_answered(client, amqp, config):
         ({"user_id": 3, "number_of_items": 5, "total_amount": 180}, {"user_id": 3, "number_of_items": 5, "total_amount": "180.00"}),
         ({"user_id": "0", "number_of_items": 0, "total_amount": "0.5"}, {"user_id": 0, "number_of_items": 0, "total_amount": "0.50"}),
         ({"user_id": 7, "number_of_items": "12", "total_amount": 19.99}, {"user_id": 7, "number_of_items": 12, "total_amount": "19.99"}),
-        ({"user_id": 2**63 - 1, "number_of_items": 2**31 - 1, "total_amount": "9999999999.99"},
-         {"user_id": 2**63 - 1, "number_of_items": 2**31 - 1, "total_amount": "9999999999.99"}),
+        ({"user_id": 10**18 - 1, "number_of_items": 10**9 - 1, "total_amount": "9999999999.99"},
+         {"user_id": 10**18 - 1, "number_of_items": 10**9 - 1, "total_amount": "9999999999.99"}),
+        ({"user_id": "9" * 18, "number_of_items": "9" * 9, "total_amount": 9999999999.99},
+         {"user_id": 10**18 - 1, "number_of_items": 10**9 - 1, "total_amount": "9999999999.99"}),
+        # -0.0 is a JSON number equal to 0: published as 0.00 (not "-0.00", which the consumer would refuse).
+        ({"user_id": 1, "number_of_items": 1, "total_amount": -0.0}, {"user_id": 1, "number_of_items": 1, "total_amount": "0.00"}),
+        ({"user_id": "007", "number_of_items": 1, "total_amount": "180.500"}, {"user_id": 7, "number_of_items": 1, "total_amount": "180.50"}),
     ],
 )
 def test_numbers_and_strings_are_accepted(client, amqp, config, order, published):
@@ -60,13 +65,34 @@ def test_numbers_and_strings_are_accepted(client, amqp, config, order, published
     assert get_message(amqp, config.rabbitmq.queue)[1] == published
 
 
-def test_idempotency_key_becomes_the_message_id(client, amqp, config):
-    for _ in range(2):  # a client retry: same key, same message id, same body
-        response = client.post("/api/billing", json=ORDER, headers={"Idempotency-Key": "order-2024-0001"})
-        assert response.status_code == 200 and response.get_json()["message_id"] == "order-2024-0001"
+def test_a_retry_with_the_same_idempotency_key_is_the_same_message(client, amqp, config):
+    # The same order written two ways is one canonical order: a retry.
+    ids = set()
+    for order in (ORDER, {"user_id": 3, "number_of_items": 5, "total_amount": 180.0}):
+        response = client.post("/api/billing", json=order, headers={"Idempotency-Key": "order-2024-0001"})
+        assert response.status_code == 200
+        ids.add(response.get_json()["message_id"])
     first, second = get_message(amqp, config.rabbitmq.queue), get_message(amqp, config.rabbitmq.queue)
-    assert first[0].message_id == second[0].message_id == "order-2024-0001"
+    assert {first[0].message_id} == {second[0].message_id} == ids
+    assert len(ids.pop()) == 32
     assert first[1] == second[1]
+
+
+def test_the_same_idempotency_key_with_another_order_is_another_message(client, amqp, config):
+    # Never a 200 for an order the consumer would then drop as a duplicate of the first.
+    first = client.post("/api/billing", json=ORDER, headers={"Idempotency-Key": "reused"})
+    other = client.post("/api/billing", json={**ORDER, "number_of_items": "6"}, headers={"Idempotency-Key": "reused"})
+    assert first.status_code == other.status_code == 200
+    assert first.get_json()["message_id"] != other.get_json()["message_id"]
+    published = [get_message(amqp, config.rabbitmq.queue) for _ in range(2)]
+    assert [properties.message_id for properties, _ in published] == [
+        first.get_json()["message_id"], other.get_json()["message_id"]]
+    assert [message["number_of_items"] for _, message in published] == [5, 6]
+
+
+def test_without_a_key_every_order_gets_a_new_message_id(client, amqp, config):
+    ids = {client.post("/api/billing", json=ORDER).get_json()["message_id"] for _ in range(3)}
+    assert len(ids) == 3
 
 
 BAD_REQUESTS = [
@@ -85,13 +111,21 @@ BAD_REQUESTS = [
     ("application/json", json.dumps({**ORDER, "user_id": "3a"}), 400, "validation_error", "user_id"),
     ("application/json", json.dumps({**ORDER, "user_id": 1.5}), 400, "validation_error", "user_id"),
     ("application/json", json.dumps({**ORDER, "user_id": None}), 400, "validation_error", "user_id"),
-    ("application/json", json.dumps({**ORDER, "user_id": 2**63}), 400, "validation_error", "user_id"),
+    ("application/json", json.dumps({**ORDER, "user_id": 10**18}), 400, "validation_error", "user_id"),
+    ("application/json", json.dumps({**ORDER, "user_id": "1" * 19}), 400, "validation_error", "user_id"),
+    ("application/json", json.dumps({**ORDER, "user_id": 5.0}), 400, "validation_error", "user_id"),
+    ("application/json", json.dumps({**ORDER, "user_id": "+5"}), 400, "validation_error", "user_id"),
     ("application/json", json.dumps({**ORDER, "number_of_items": False}), 400, "validation_error", "number_of_items"),
-    ("application/json", json.dumps({**ORDER, "number_of_items": 2**31}), 400, "validation_error", "number_of_items"),
+    ("application/json", json.dumps({**ORDER, "number_of_items": 10**9}), 400, "validation_error", "number_of_items"),
+    ("application/json", json.dumps({**ORDER, "number_of_items": "1" * 10}), 400, "validation_error", "number_of_items"),
     ("application/json", json.dumps({**ORDER, "number_of_items": " 5"}), 400, "validation_error", "number_of_items"),
     ("application/json", json.dumps({**ORDER, "total_amount": "-1"}), 400, "validation_error", "total_amount"),
     ("application/json", json.dumps({**ORDER, "total_amount": -0.5}), 400, "validation_error", "total_amount"),
     ("application/json", json.dumps({**ORDER, "total_amount": "1.234"}), 400, "validation_error", "total_amount"),
+    ("application/json", '{"user_id": 1, "number_of_items": 1, "total_amount": 180.501}', 400, "validation_error", "total_amount"),
+    ("application/json", json.dumps({**ORDER, "total_amount": "-0"}), 400, "validation_error", "total_amount"),
+    ("application/json", json.dumps({**ORDER, "total_amount": "180."}), 400, "validation_error", "total_amount"),
+    ("application/json", json.dumps({**ORDER, "total_amount": "00000000001"}), 400, "validation_error", "total_amount"),
     ("application/json", json.dumps({**ORDER, "total_amount": "1e3"}), 400, "validation_error", "total_amount"),
     ("application/json", json.dumps({**ORDER, "total_amount": True}), 400, "validation_error", "total_amount"),
     ("application/json", json.dumps({**ORDER, "total_amount": "10000000000"}), 400, "validation_error", "total_amount"),

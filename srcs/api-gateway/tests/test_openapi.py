@@ -51,11 +51,12 @@ def test_the_document_is_valid_openapi(document):
 
 def test_movie_answers_match_the_document(client, check, clean_movies):
     created = check(client.post("/api/movies", json={"title": "Heat", "description": "1995"}))
-    assert created.status_code == 201
+    assert created.status_code == 200
     movie_id = created.get_json()["id"]
     check(client.post("/api/movies", json={"title": "Heat 2"}))
     assert check(client.get("/api/movies?limit=1")).headers["Link"]
     check(client.get("/api/movies?title=heat&after=0"))
+    check(client.get("/api/movies"))
     check(client.get(f"/api/movies/{movie_id}"))
     check(client.put(f"/api/movies/{movie_id}", json={"description": "Mann"}))
     check(client.delete(f"/api/movies/{movie_id}"))
@@ -63,6 +64,8 @@ def test_movie_answers_match_the_document(client, check, clean_movies):
         client.get(f"/api/movies/{movie_id}"),
         client.get("/api/movies/abc"),
         client.get("/api/movies?limit=1000"),
+        client.get("/api/movies?limit=5.0"),
+        client.delete("/api/movies?title=x"),
         client.post("/api/movies", json={"title": ""}),
         client.post("/api/movies", data=b"x", content_type="text/plain"),
         client.post("/api/movies", data=b"{" * 70_000, content_type="application/json"),
@@ -114,15 +117,15 @@ def test_operational_answers_match_the_document(client, check):
     assert check(client.get("/docs")).status_code == 200
 
 
-def test_other_methods_match_the_document(client, check, clean_movies):
-    movie_id = client.post("/api/movies", json={"title": "Heat"}).get_json()["id"]
-    for path in ("/api/movies", f"/api/movies/{movie_id}"):
-        assert check(client.head(path)).status_code == 200
-        options = check(client.options(path))
-        assert options.status_code == 200 and "GET" in options.headers["Allow"]
-        assert check(client.patch(path, json={"title": "x"})).status_code == 405
-    assert check(client.post(f"/api/movies/{movie_id}", json={"title": "x"})).status_code == 405
-    for method in ("get", "put", "delete", "patch"):
-        response = check(getattr(client, method)("/api/billing"))
-        assert response.status_code == 405 and "POST" in response.headers["Allow"]
-    assert check(client.post("/health")).status_code == 405
+def test_only_the_operations_that_exist_are_documented(document):
+    # A wrong method's 405 is behaviour of its own (tests/test_errors.py), not an operation.
+    operations = {(path, method) for path, item in document["paths"].items() for method in item
+                  if method in ("get", "put", "post", "delete", "patch", "head", "options", "trace")}
+    assert operations == {
+        ("/api/movies", "get"), ("/api/movies", "post"), ("/api/movies", "delete"),
+        ("/api/movies/{id}", "get"), ("/api/movies/{id}", "put"), ("/api/movies/{id}", "delete"),
+        ("/api/billing", "post"), ("/health", "get"), ("/openapi.yaml", "get"), ("/docs", "get"),
+    }
+    for path, method in operations:
+        responses = document["paths"][path][method]["responses"]
+        assert {"414", "431"} <= set(responses), (path, method)  # the HTTP server's own refusals, on every one

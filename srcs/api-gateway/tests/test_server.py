@@ -9,10 +9,16 @@ import signal
 import socket
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 
+import pytest
 import requests
 
-from .support import SERVICE_DIR, gateway_environment, wait_for_health
+from .fake_upstreams import FakeUpstream
+from .support import SERVICE_DIR, gateway_environment, wait_for, wait_for_health
+from .test_upstream_failures import cut_off
 
 
 def raw_exchange(port: int, request: bytes) -> tuple[int, str, dict]:
@@ -30,7 +36,7 @@ def raw_exchange(port: int, request: bytes) -> tuple[int, str, dict]:
 
 # Requests gunicorn refuses before the app sees them: still the JSON error shape, never an HTML page.
 UNPARSABLE_REQUESTS = [
-    (b"GET /api/movies?title=" + b"x" * 5000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414, "uri_too_long"),
+    (b"GET /api/movies?title=" + b"x" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414, "uri_too_long"),
     (b"GET /api/movies HTTP/1.1\r\nHost: x\r\nX-Big: " + b"y" * 9000 + b"\r\n\r\n", 431,
      "request_header_fields_too_large"),
     (b"GET /api/movies HTTP/1.1\r\nHost: x\r\n" + b"X-Many: z\r\n" * 200 + b"\r\n", 431,
@@ -47,7 +53,7 @@ def test_server_serves_over_http_and_exits_0_on_sigterm(inventory, amqp, clean_m
     try:
         assert wait_for_health(f"{base}/health").status_code == 200
         created = requests.post(f"{base}/api/movies/", json={"title": "A new movie"}, timeout=5)
-        assert created.status_code == 201
+        assert created.status_code == 200
         assert created.headers["Location"] == f"/api/movies/{created.json()['id']}"
         # One Server and one Date header (gunicorn's), whatever the inventory sent.
         connection = http.client.HTTPConnection("127.0.0.1", int(env["GATEWAY_PORT"]), timeout=5)
@@ -77,7 +83,7 @@ def test_server_serves_over_http_and_exits_0_on_sigterm(inventory, amqp, clean_m
         output, _ = process.communicate(timeout=30)
     assert process.returncode == 0, output
     assert "POST /api/billing/ 200 " in output and "upstream=rabbitmq" in output
-    assert "POST /api/movies/ 201 " in output and "upstream=inventory" in output
+    assert "POST /api/movies/ 200 " in output and "upstream=inventory" in output
 
 
 def test_server_refuses_to_start_with_bad_settings():
@@ -90,3 +96,119 @@ def test_server_refuses_to_start_with_bad_settings():
     assert "GATEWAY_PORT='not-a-port'" in output and "INVENTORY_URL='ftp://x'" in output
     assert "RABBITMQ_HOST is not set" in output
     assert env["RABBITMQ_PASSWORD"] not in output
+
+
+@dataclass
+class Server:
+    base: str
+    port: int
+    output: str = ""
+
+
+@contextmanager
+def serving(**settings: str) -> Iterator[Server]:
+    """server.py under gunicorn on a free port; its output (every log line) is in `.output` once it stopped."""
+    env = gateway_environment(GATEWAY_WORKERS="1", GATEWAY_THREADS="4", **settings)
+    server = Server(f"http://127.0.0.1:{env['GATEWAY_PORT']}", int(env["GATEWAY_PORT"]))
+    process = subprocess.Popen([sys.executable, "server.py"], cwd=SERVICE_DIR, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_for(f"{server.base}/openapi.yaml")
+        yield server
+    finally:
+        process.send_signal(signal.SIGTERM)
+        server.output, _ = process.communicate(timeout=30)
+
+
+def answer_to_an_upload_cut_short(port: int, head: bytes, body: bytes) -> bytes:
+    """Send the request, then close the sending side (a client that gave up mid-upload); the whole answer."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(head + body)
+        sock.shutdown(socket.SHUT_WR)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    return answer
+
+
+ORDER_BODY = b'{"user_id": "3", "number_of_items": "5", "total_amount": "180"}'
+MOVIE_BODY = b'{"title": "Should never exist"}'
+
+
+@pytest.mark.parametrize("path, body", [("/api/billing", ORDER_BODY), ("/api/movies", MOVIE_BODY)])
+def test_a_body_shorter_than_its_content_length_is_400_and_goes_nowhere(inventory, amqp, config, clean_movies,
+                                                                          path, body):
+    head = (f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body) + 10}\r\n\r\n").encode()
+    with serving(INVENTORY_URL=inventory.url) as server:
+        answer = answer_to_an_upload_cut_short(server.port, head, body)
+    assert answer.startswith(b"HTTP/1.1 400"), answer
+    assert b"shorter than its Content-Length" in answer
+    assert amqp.queue_declare(config.rabbitmq.queue, passive=True).method.message_count == 0
+    assert requests.get(f"{inventory.url}/api/movies", timeout=5).json() == []
+
+
+@pytest.mark.parametrize("path", ["/api/billing", "/api/movies"])
+@pytest.mark.parametrize("chunks", [b"zz\r\n{}\r\n0\r\n\r\n", b"5\r\n{\"user_id\r\n0\r\n\r\n"])
+def test_a_malformed_chunked_body_is_400_without_a_traceback(inventory, amqp, config, clean_movies, path, chunks):
+    head = (f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            "Transfer-Encoding: chunked\r\n\r\n").encode()
+    with serving(INVENTORY_URL=inventory.url) as server:
+        answer = answer_to_an_upload_cut_short(server.port, head, chunks)
+    assert answer.startswith(b"HTTP/1.1 400"), answer
+    assert b"chunked" in answer
+    assert "Traceback" not in server.output and " ERROR " not in server.output, server.output
+    assert amqp.queue_declare(config.rabbitmq.queue, passive=True).method.message_count == 0
+    assert requests.get(f"{inventory.url}/api/movies", timeout=5).json() == []
+
+
+def test_no_request_can_forge_or_corrupt_a_log_line(inventory):
+    forged = "2026-12-01 00:00:00,000 INFO gateway.access GET / 200"
+    with serving(INVENTORY_URL=inventory.url) as server:
+        for path in (f"/api/movies/1%0A{forged}", f"/nope%0D%0A{forged}", "/x%00y%1b[2J"):
+            assert requests.get(server.base + path, timeout=5).status_code in (400, 404)
+    lines = server.output.splitlines()
+    assert not any(line.startswith("2026-12-01 00:00:00,000") for line in lines), server.output
+    assert "\x00" not in server.output and "\x1b" not in server.output and "\r" not in server.output
+    # The proxied path is logged as the raw target the client sent (escapes and all), the others decoded, escaped.
+    assert any("GET /api/movies/1%0A2026-12-01" in line for line in lines), server.output
+    assert any("/nope\\x0d\\x0a2026-12-01" in line for line in lines), server.output
+    assert any("/x\\x00y\\x1b[2J" in line for line in lines), server.output
+
+
+def test_the_whole_list_streams_through_and_a_cut_off_one_stays_cut_off(inventory, clean_movies):
+    for n in range(3):
+        assert requests.post(f"{inventory.url}/api/movies", json={"title": f"Film {n}"}, timeout=5).status_code == 200
+    with serving(INVENTORY_URL=inventory.url) as server:
+        assert [m["title"] for m in requests.get(f"{server.base}/api/movies/", timeout=10).json()] == [
+            "Film 0", "Film 1", "Film 2"]
+    # An inventory that dies in the middle of a streamed list: the client's connection ends without the final
+    # chunk, so no HTTP client can take the part it got for the whole list.
+    chunked = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+    with FakeUpstream(cut_off(chunked, b"2000\r\n[" + b"1," * 4095 + b"1\r\n")) as upstream:
+        with serving(INVENTORY_URL=upstream.url) as server:
+            response = requests.get(f"{server.base}/api/movies", stream=True, timeout=10)
+            assert response.status_code == 200 and response.headers["Transfer-Encoding"] == "chunked"
+            with pytest.raises(requests.exceptions.ChunkedEncodingError):
+                b"".join(response.iter_content(65536))
+    assert "the inventory's answer was cut off" in server.output
+    assert "Traceback" not in server.output
+
+
+def test_the_http_server_s_limits_are_the_same_behind_the_gateway(inventory, clean_movies):
+    # Requests at the edge of what the gateway's HTTP server takes are answered by the inventory (200) or refused
+    # by the gateway itself (by its HTTP server, or by the proxy with the client's id): never the inventory's
+    # 431, relayed with the gateway's X-Request-ID over a body that carries the inventory's own id.
+    with serving(INVENTORY_URL=inventory.url) as server:
+        for count in (90, 94, 95, 96, 97, 98):
+            head = b"".join(b"X-Extra-%d: 1\r\n" % n for n in range(count))
+            request = b"GET /api/movies HTTP/1.1\r\nHost: x\r\nX-Request-ID: edge-%d\r\n" % count
+            with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+                sock.sendall(request + head + b"Connection: close\r\n\r\n")
+                answer = b"".join(iter(lambda: sock.recv(65536), b""))
+            status = int(answer.split(b" ", 2)[1])
+            answer_head, _, body = answer.partition(b"\r\n\r\n")
+            assert status in (200, 431), answer
+            if status == 431:
+                request_id = json.loads(body)["request_id"]
+                assert b"X-Request-ID: " + request_id.encode() in answer_head, answer
