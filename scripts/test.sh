@@ -76,6 +76,8 @@ test_system() {
   export RABBITMQ_VHOST=$RABBITMQ_TEST_VHOST
   pm2_install
   newman_install
+  # The audit types `sudo -i -u postgres` and `sudo pm2 ...`; Swagger UI is tried in Debian's Chromium.
+  apt_install_missing sudo chromium
   venv_ensure "$ROOT/tests"
   # A run that was cut short may have left its instance behind: start from nothing.
   pm2 kill >/dev/null 2>&1 || true

@@ -12,6 +12,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 
 import pika
@@ -20,6 +21,8 @@ import pytest
 import requests
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+# What the tests leave for a person to look at (the Swagger UI screenshot), git-ignored.
+OUTPUT_DIR = REPO_ROOT / "test-output"
 
 
 def env(name: str) -> str:
@@ -53,19 +56,31 @@ class Platform:
         headers = {"Idempotency-Key": key} if key else {}
         return requests.post(f"{self.gateway}/api/billing/", json=order, headers=headers, timeout=15)
 
-    def orders_with_keys(self, keys: list[str]) -> dict[str, int]:
-        """How many rows orders_db holds for each message id."""
+    def orders_with_ids(self, message_ids: list[str]) -> dict[str, int]:
+        """How many rows orders_db holds for each of these message ids (the `message_id` of a 200)."""
         with psycopg2.connect(
             host=env("BILLING_DB_HOST"), port=env("BILLING_DB_PORT"), dbname=env("BILLING_DB_NAME"),
             user=env("BILLING_DB_USER"), password=env("BILLING_DB_PASSWORD"), connect_timeout=5,
         ) as connection, connection.cursor() as cursor:
             cursor.execute(
-                "SELECT message_id, count(*) FROM orders WHERE message_id = ANY(%s) GROUP BY message_id", (keys,)
+                "SELECT message_id, count(*) FROM orders WHERE message_id = ANY(%s) GROUP BY message_id", (message_ids,)
             )
             return dict(cursor.fetchall())
 
-    def queue_depth(self) -> int:
-        """Messages ready in billing_queue (a passive declare never changes the queue)."""
+    def stored_orders(self, message_ids: list[str]) -> dict[str, tuple[int, int, Decimal]]:
+        """The (user_id, number_of_items, total_amount) orders_db holds under each of these message ids."""
+        with psycopg2.connect(
+            host=env("BILLING_DB_HOST"), port=env("BILLING_DB_PORT"), dbname=env("BILLING_DB_NAME"),
+            user=env("BILLING_DB_USER"), password=env("BILLING_DB_PASSWORD"), connect_timeout=5,
+        ) as connection, connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT message_id, user_id, number_of_items, total_amount FROM orders WHERE message_id = ANY(%s)",
+                (message_ids,),
+            )
+            return {message_id: (user_id, items, amount) for message_id, user_id, items, amount in cursor.fetchall()}
+
+    def queue_depth(self, queue: str | None = None) -> int:
+        """Messages ready in billing_queue, or in `queue` (a passive declare never changes the queue)."""
         credentials = pika.PlainCredentials(env("RABBITMQ_USER"), env("RABBITMQ_PASSWORD"))
         parameters = pika.ConnectionParameters(
             host=env("RABBITMQ_HOST"), port=int(env("RABBITMQ_PORT")), virtual_host=env("RABBITMQ_VHOST"),
@@ -73,7 +88,7 @@ class Platform:
         )
         connection = pika.BlockingConnection(parameters)
         try:
-            return connection.channel().queue_declare(env("RABBITMQ_QUEUE"), passive=True).method.message_count
+            return connection.channel().queue_declare(queue or env("RABBITMQ_QUEUE"), passive=True).method.message_count
         finally:
             connection.close()
 

@@ -23,5 +23,5 @@ def test_the_postman_collection_passes_through_the_gateway(platform, tmp_path):
     stats = json.loads(report.read_text())["run"]["stats"]
     assert result.returncode == 0, result.stdout[-5000:]
     assert stats["assertions"]["failed"] == 0
-    assert stats["requests"]["total"] == 32
-    assert stats["assertions"]["total"] >= 80
+    assert stats["requests"]["total"] == 37
+    assert stats["assertions"]["total"] >= 90
