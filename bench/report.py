@@ -60,6 +60,14 @@ for name, label in (("search_rare", "?title=axolotl (66 rows)"), ("search_common
                     "seq scan in the db", key(f"{name}_scan_ms"),
                     (lambda n: lambda r: r[f"{n}_scan_ms"] / r[f"{n}_p50"])(name), ">= 30x scan; p50 <= 15 ms",
                     lambda v, q: q >= 30 and v[0] <= 15, "ms"))
+ROWS.append(Row("whole list", "GET /api/movies, 1M movies via gateway", key("list_mbps"),
+                "PostgreSQL COPY of the same JSON", key("list_copy_mbps"),
+                lambda r: r["list_mbps"] / r["list_copy_mbps"], ">= 0.3x COPY", lambda v, q: q >= 0.3, "MB/s"))
+ROWS.append(Row("whole list", "  seconds via gateway / COPY", key("list_s"), "COPY seconds", key("list_copy_s"),
+                unit="s"))
+ROWS.append(Row("whole list", "  peak RSS growth gateway / inventory", pair("list_gateway_rss_mb",
+                "list_inventory_rss_mb"), target="< 50 MB each",
+                met=lambda v, q: v[0] < 50 and v[1] < 50, unit="MB"))
 ROWS.append(Row("inventory direct", "GET /api/movies/<id> direct", key("get_direct_rps"), "minimal Flask+SQLAlchemy",
                 key("get_minimal_rps"), lambda r: r["get_direct_rps"] / r["get_minimal_rps"], ">= 1.0x",
                 lambda v, q: q >= 1.0, "req/s"))

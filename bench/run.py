@@ -57,6 +57,7 @@ def main() -> int:
             figures: dict[str, float] = {}
             figures.update(scenarios.http_get(settings, round_no))
             figures.update(scenarios.inventory_search(settings, round_no))
+            figures.update(scenarios.whole_list(settings, round_no))
             figures.update(scenarios.billing_ingest(settings, round_no, figures))
             figures.update(scenarios.end_to_end(settings, round_no, figures["ingest_rps"]))
             figures.update(scenarios.billing_drain(settings, round_no, RESULTS / "logs"))

@@ -18,8 +18,8 @@ import requests
 
 import loadgen
 from infra import (
-    DATASET_ROWS, ROOT, Settings, check, child, connect_db, pm2, pm2_status, port_open, purge_queue, queue_depth,
-    scalar, wait_until,
+    DATASET_ROWS, ROOT, Settings, check, child, connect_db, pm2, pm2_pids, pm2_status, port_open, purge_queue,
+    queue_depth, scalar, wait_until,
 )
 
 log = logging.getLogger("bench")
@@ -316,7 +316,9 @@ def search_queries() -> dict[str, tuple[str, dict]]:
     """name -> (gateway path, SQL parameters of the same page)."""
     queries = {}
     for name, term in SEARCH_TERMS.items():
-        queries[f"search_{name}"] = (f"/api/movies?title={term}", {"after": 0, "limit": 21, "pattern": f"%{term}%"})
+        # A page, as before the full list existed: the figure is the index's, not the transfer of 20,000 movies.
+        queries[f"search_{name}"] = (f"/api/movies?title={term}&limit=20",
+                                     {"after": 0, "limit": 21, "pattern": f"%{term}%"})
     after = DATASET_ROWS - LAST_PAGE_LIMIT
     queries["last_page"] = (f"/api/movies?limit={LAST_PAGE_LIMIT}&after={after}",
                             {"after": after, "limit": LAST_PAGE_LIMIT + 1, "pattern": None})
@@ -368,4 +370,100 @@ def inventory_search(settings: Settings, round_no: int) -> dict[str, float]:
             log.info("  %-14s p50 %5.1f ms p99 %5.1f ms | seq scan %6.1f ms", name, load.p50_ms, load.p99_ms, scan)
     finally:
         db.close()
+    return figures
+
+
+# --- Scenario: the whole list (GET /api/movies, every movie, streamed) ---------------------------------------
+
+# PostgreSQL writing the same JSON objects as fast as it can: the limit any service in front of it can reach.
+COPY_SQL = ("COPY (SELECT row_to_json(m) FROM (SELECT id, title, description FROM movies ORDER BY id) m) "
+            "TO STDOUT")
+RSS_SAMPLE_S = 0.05
+
+
+class RssSampler:
+    """The summed resident memory of each service's processes (gunicorn's master and workers), sampled every
+    RSS_SAMPLE_S while a transfer runs: its growth is peak minus the sample taken before."""
+
+    def __init__(self, pids: dict[str, list[int]]) -> None:
+        self._pids = pids
+        self.before = {name: self._rss(group) for name, group in pids.items()}
+        self.peak = dict(self.before)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    @staticmethod
+    def _rss(pids: list[int]) -> int:
+        total = 0
+        for pid in pids:
+            try:
+                fields = Path(f"/proc/{pid}/statm").read_text().split()
+            except OSError:
+                continue
+            total += int(fields[1]) * 4096
+        return total
+
+    def _sample(self) -> None:
+        while not self._stop.wait(RSS_SAMPLE_S):
+            for name, group in self._pids.items():
+                self.peak[name] = max(self.peak[name], self._rss(group))
+
+    def __enter__(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+    def growth_mb(self, name: str) -> float:
+        return (self.peak[name] - self.before[name]) / 2**20
+
+
+class _CountingSink:
+    def __init__(self) -> None:
+        self.size = 0
+        self.lines = 0
+
+    def write(self, data: bytes | str) -> None:
+        self.size += len(data)
+        self.lines += data.count(b"\n" if isinstance(data, bytes) else "\n")
+
+
+def whole_list(settings: Settings, round_no: int) -> dict[str, float]:
+    """Every one of the 1,000,000 movies through the gateway, read as it arrives; against PostgreSQL's own COPY of
+    the same JSON objects. Checked: a complete JSON array of DATASET_ROWS objects, in one streamed answer."""
+    pids = {"gateway": pm2_pids(settings, "api_gateway"), "inventory": pm2_pids(settings, "inventory_app")}
+    with RssSampler(pids) as memory:
+        started = time.perf_counter()
+        with requests.get(settings.gateway + "/api/movies", stream=True, timeout=60) as response:
+            check(response.status_code == 200, f"whole list: {response.status_code}")
+            check(response.headers.get("Transfer-Encoding") == "chunked", "whole list: not streamed")
+            size, objects, tail, first = 0, 0, b"", b""
+            for chunk in response.iter_content(256 * 1024):
+                first = first or chunk[:1]
+                objects += (tail + chunk).count(b'{"id":') - tail.count(b'{"id":')
+                tail = chunk[-8:]
+                size += len(chunk)
+        seconds = time.perf_counter() - started
+    check(first == b"[" and tail.endswith(b"]\n"), "whole list: not one JSON array")
+    check(objects == DATASET_ROWS, f"whole list: {objects} movies for {DATASET_ROWS}")
+    db = connect_db(settings, "INVENTORY")
+    try:
+        sink = _CountingSink()
+        copy_started = time.perf_counter()
+        with db.cursor() as cursor:
+            cursor.copy_expert(COPY_SQL, sink)
+        copy_seconds = time.perf_counter() - copy_started
+    finally:
+        db.close()
+    check(sink.lines == DATASET_ROWS, f"whole list: COPY wrote {sink.lines} rows")
+    figures = {
+        "list_s": seconds, "list_mbps": size / seconds / 2**20, "list_mb": size / 2**20,
+        "list_copy_s": copy_seconds, "list_copy_mbps": sink.size / copy_seconds / 2**20,
+        "list_gateway_rss_mb": memory.growth_mb("gateway"), "list_inventory_rss_mb": memory.growth_mb("inventory"),
+    }
+    log.info("  whole list %.1f MB in %.1f s (%.0f MB/s) | COPY %.1f s (%.0f MB/s) | RSS growth gateway %.1f MB, "
+             "inventory %.1f MB", figures["list_mb"], seconds, figures["list_mbps"], copy_seconds,
+             figures["list_copy_mbps"], figures["list_gateway_rss_mb"], figures["list_inventory_rss_mb"])
     return figures
