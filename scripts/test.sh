@@ -4,11 +4,12 @@
 # vhost of their own (the *_TEST_* settings of .env), and the system tests a whole platform instance of their
 # own (TEST_PM2_HOME, the TEST_* ports).
 #
-#   1. each service's own suite, in its own venv (inventory, gateway, billing);
+#   1. the internal library's suite (srcs/common), then each service's own suite, each in its own venv
+#      (inventory, gateway, billing);
 #   2. the system tests: the platform under PM2, driven through the gateway (newman, HTTP, pm2 stop/start);
 #   3. the three-host topology on network namespaces (scripts/test-hosts.sh, also `make test-hosts`).
 #
-# `bash scripts/test.sh system hosts` runs only the named suites (inventory gateway billing system hosts).
+# `bash scripts/test.sh system hosts` runs only the named suites (common inventory gateway billing system hosts).
 set -euo pipefail
 source "$(dirname "$0")/lib/common.sh"
 for lib in postgres rabbitmq python pm2; do source "$ROOT/scripts/lib/$lib.sh"; done
@@ -16,12 +17,19 @@ for lib in postgres rabbitmq python pm2; do source "$ROOT/scripts/lib/$lib.sh"; 
 require_root
 load_env
 
-# run_pytest SERVICE: the service's own suite in its own venv.
+# run_pytest SERVICE: the service's (or the library's) own suite in its own venv.
 run_pytest() {
   local dir=$ROOT/srcs/$1
   venv_ensure "$dir" "$dir/requirements-dev.txt"
   log "testing $1"
   (cd "$dir" && .venv/bin/python -m pytest -q -p no:cacheprovider tests)
+}
+
+# The internal library's own suite; its queue declaration test uses RABBITMQ_TEST_VHOST.
+test_common() {
+  require_vars RABBITMQ_TEST_VHOST
+  rmq_ensure_account "$RABBITMQ_TEST_VHOST"
+  run_pytest common
 }
 
 test_inventory() {
@@ -101,9 +109,9 @@ system_down() {
 test_hosts() { bash "$ROOT/scripts/test-hosts.sh"; }
 
 suites=("$@")
-[ ${#suites[@]} -gt 0 ] || suites=(inventory gateway billing system hosts)
+[ ${#suites[@]} -gt 0 ] || suites=(common inventory gateway billing system hosts)
 for suite in "${suites[@]}"; do
-  declare -F "test_$suite" >/dev/null || die "unknown suite '$suite' (inventory gateway billing system hosts)"
+  declare -F "test_$suite" >/dev/null || die "unknown suite '$suite' (common inventory gateway billing system hosts)"
 done
 pg_ensure_running
 rmq_ensure_running

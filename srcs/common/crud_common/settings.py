@@ -1,0 +1,141 @@
+"""Settings, with pydantic-settings: read once, at a service's entry point, from the environment and `.env` (the
+environment wins, so tests, the VMs and the bench point the same code elsewhere), validated, and refused with the
+name of every bad variable.
+
+A service's settings are parts, each a BaseSettings class read under its own prefix: the shared
+`DatabaseSettings` (as INVENTORY_DB_* or BILLING_DB_*) and `RabbitSettings` (RABBITMQ_*), plus the service's own.
+`load` reads them all and reports every problem of every part at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+from dotenv import dotenv_values
+from pydantic import Field, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict
+from pydantic_settings.sources.utils import parse_env_vars
+
+log = logging.getLogger(__name__)
+
+# srcs/common/crud_common/settings.py -> the repository (the library is installed editable, from the checkout).
+REPO_ROOT = Path(__file__).resolve().parents[3]
+ENV_FILE_VARIABLE = "CRUD_MASTER_ENV_FILE"
+
+Port = Annotated[int, Field(ge=1, le=65535)]
+# Queue names end up in AMQP frames and logs: a plain token.
+QueueName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]{1,200}$")]
+
+Part = TypeVar("Part", bound="Settings")
+
+
+class Settings(BaseSettings):
+    """A part of a service's settings: frozen, and only its own fields (other variables are someone else's)."""
+
+    model_config = SettingsConfigDict(extra="ignore", frozen=True, env_ignore_empty=True)
+
+
+class HttpServerSettings(Settings):
+    """Where an HTTP service listens, and how many gunicorn workers and threads serve it."""
+
+    host: str
+    port: Port
+    workers: Annotated[int, Field(ge=1, le=64)] = 2
+    threads: Annotated[int, Field(ge=1, le=256)] = 8
+
+
+class DatabaseSettings(Settings):
+    """A PostgreSQL database and the role that owns it (INVENTORY_DB_* or BILLING_DB_*)."""
+
+    host: str
+    port: Port
+    name: str
+    user: str
+    password: SecretStr
+
+    def url(self) -> Any:
+        """The SQLAlchemy URL (the password in it, but never in its repr)."""
+        from sqlalchemy.engine import URL
+
+        return URL.create("postgresql+psycopg2", username=self.user, password=self.password.get_secret_value(),
+                          host=self.host, port=self.port, database=self.name)
+
+
+class RabbitSettings(Settings):
+    """The RabbitMQ broker, the vhost and user of the platform, and the billing queue (RABBITMQ_*)."""
+
+    host: str
+    port: Port
+    vhost: str
+    user: str
+    password: SecretStr
+    queue: QueueName
+
+
+class SettingsError(ValueError):
+    """The environment does not describe a usable service; `problems` names every bad variable."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+class _MappingSource(EnvSettingsSource):
+    """pydantic-settings' environment source, reading a given mapping instead of os.environ."""
+
+    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str], prefix: str) -> None:
+        self._environ = environ
+        super().__init__(settings_cls, env_prefix=prefix)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        return parse_env_vars(self._environ, self.case_sensitive, self.env_ignore_empty, self.env_parse_none_str)
+
+
+def environment() -> dict[str, str]:
+    """`.env` (or the file CRUD_MASTER_ENV_FILE names) under the process's own environment, which wins."""
+    env_file = Path(os.environ.get(ENV_FILE_VARIABLE) or REPO_ROOT / ".env")
+    from_file = {key: value for key, value in dotenv_values(env_file).items() if value is not None}
+    return {**from_file, **os.environ}
+
+
+def load(parts: Mapping[str, tuple[type[Settings], str]], environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Each part, `name: (settings class, variable prefix)`, read from `environ` (default: `environment()`);
+    SettingsError naming every bad variable of every part."""
+    # Surrounding whitespace is never meant; a variable that is empty once stripped is not set (env_ignore_empty).
+    environ = {key: value.strip() for key, value in (environment() if environ is None else environ).items()}
+    values: dict[str, Any] = {}
+    problems: list[str] = []
+    for name, (kind, prefix) in parts.items():
+        try:
+            values[name] = kind.model_validate(_MappingSource(kind, environ, prefix)())
+        except ValidationError as exc:
+            problems += [_problem(kind, prefix, error, environ) for error in exc.errors(include_url=False)]
+    if problems:
+        raise SettingsError(problems)
+    return values
+
+
+def _problem(kind: type[Settings], prefix: str, error: Any, environ: Mapping[str, str]) -> str:
+    field = str(error["loc"][0]) if error["loc"] else ""
+    variable = f"{prefix}{field.upper()}"
+    if error["type"] == "missing":
+        return f"{variable} is not set"
+    annotation = kind.model_fields[field].annotation if field in kind.model_fields else None
+    shown = "(hidden)" if annotation is SecretStr else repr(environ.get(variable, ""))
+    return f"{variable}={shown}: {error['msg'].removeprefix('Value error, ')}"
+
+
+def load_or_exit(parts: Mapping[str, tuple[type[Settings], str]], service: str) -> dict[str, Any]:
+    """`load`, for an entry point: bad settings are logged, one line per variable, and the process exits 2."""
+    try:
+        return load(parts)
+    except SettingsError as exc:
+        for problem in exc.problems:
+            log.error("invalid %s settings: %s", service, problem)
+        logging.shutdown()
+        sys.exit(2)

@@ -1,0 +1,188 @@
+"""Test support the services' suites, the system tests and the bench share: waiting for something to happen,
+free ports, and publishing a confirmed backlog of messages fast."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+def wait_for(what: str, probe: Callable[[], T], *, timeout_s: float = 30, every_s: float = 0.1) -> T:
+    """Poll `probe` until it returns something truthy, and return that; a failure naming `what` never happened."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        result = probe()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
+        time.sleep(every_s)
+
+
+def environ_for_tests(**overrides: str) -> dict[str, str]:
+    """The platform's settings (.env under the process's environment) with `overrides`: each suite points its
+    service at its test database and vhost from here."""
+    from .settings import environment
+
+    return {**environment(), **overrides}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def http_status(url: str, timeout_s: float = 2) -> int | None:
+    """The status a GET of `url` answers, or None when nothing answers (refused, reset, timed out)."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as response:
+            return response.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+    except (OSError, urllib.error.URLError):
+        return None
+
+
+@dataclass
+class RawAnswer:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+def raw_exchange(port: int, request: bytes, *, half_close: bool = False, timeout_s: float = 10) -> RawAnswer:
+    """Send bytes no HTTP client library would send, on a new connection, and read the answer to its end (the
+    request should ask for `Connection: close`, or be one the server closes after). With `half_close`, the
+    client then closes its sending side, as one that gave up in the middle of its upload does."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout_s) as sock:
+        sock.sendall(request)
+        if half_close:
+            sock.shutdown(socket.SHUT_WR)
+        answer = b"".join(iter(lambda: sock.recv(65536), b""))
+    head, _, body = answer.partition(b"\r\n\r\n")
+    status_line, *lines = head.decode("latin-1").split("\r\n")
+    return RawAnswer(int(status_line.split()[1]), dict(line.split(": ", 1) for line in lines), body)
+
+
+@dataclass
+class Served:
+    """A service's server.py running for real; `output` holds everything it logged, once it stopped."""
+
+    port: int
+    process: subprocess.Popen[str]
+    output: str = field(default="")
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+@contextmanager
+def serving(service_dir: Path, python: Path | str, environ: Mapping[str, str], port: int,
+            ready_path: str = "/health") -> Iterator[Served]:
+    """`python server.py` in `service_dir`, until it answers `ready_path` (any status); SIGTERM on the way out."""
+    process = subprocess.Popen([str(python), "server.py"], cwd=service_dir, env=dict(environ),
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    served = Served(port, process)
+    try:
+        wait_for(f"{service_dir.name} to answer on port {port}",
+                 lambda: process.poll() is not None or http_status(served.base + ready_path) is not None)
+        assert process.poll() is None, f"{service_dir.name} exited with {process.returncode}"
+        yield served
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+        served.output, _ = process.communicate(timeout=30)
+
+
+class NotConfirmed(RuntimeError):
+    """Some messages of a backlog were not confirmed by the broker (nacked, returned, or never answered)."""
+
+
+def publish_confirmed(parameters: Any, queue: str, messages: Sequence[tuple[bytes, Any]], timeout_s: float = 120) -> None:
+    """Publish every (body, properties) to `queue` through the default exchange, mandatory, and return once the
+    broker confirmed them all; NotConfirmed otherwise.
+
+    pika's BlockingChannel waits for each confirm in turn (about 1 ms a message on a quorum queue); its
+    asynchronous adapter keeps them all in flight, so tens of thousands take seconds.
+    """
+    import pika
+
+    unconfirmed = set(range(1, len(messages) + 1))
+    confirmed_up_to = 0
+    failures: list[str] = []
+
+    def on_open(connection: pika.SelectConnection) -> None:
+        connection.channel(on_open_callback=on_channel)
+
+    def on_channel(channel: Any) -> None:
+        channel.add_on_close_callback(on_channel_closed)
+        # mandatory: the broker confirms a message no queue took, and returns it; a return is a failure here.
+        channel.add_on_return_callback(lambda *_: failures.append("a message was returned as unroutable"))
+        channel.confirm_delivery(ack_nack_callback=on_confirm, callback=lambda _frame: publish_all(channel))
+
+    def publish_all(channel: Any) -> None:
+        for body, properties in messages:
+            channel.basic_publish("", queue, body, properties, mandatory=True)
+
+    def on_channel_closed(_channel: Any, reason: Exception) -> None:
+        if unconfirmed:
+            failures.append(f"the channel closed: {reason!r}")
+        close()
+
+    def on_confirm(frame: Any) -> None:
+        nonlocal confirmed_up_to
+        method = frame.method
+        if isinstance(method, pika.spec.Basic.Nack):
+            failures.append(f"the broker nacked delivery {method.delivery_tag}")
+        if method.multiple:
+            for tag in range(confirmed_up_to + 1, method.delivery_tag + 1):
+                unconfirmed.discard(tag)
+            confirmed_up_to = max(confirmed_up_to, method.delivery_tag)
+        else:
+            unconfirmed.discard(method.delivery_tag)
+        if not unconfirmed:
+            close()
+
+    def close() -> None:
+        if connection.is_open:
+            connection.close()
+
+    def on_close(_connection: Any, reason: Exception) -> None:
+        if unconfirmed:
+            failures.append(f"the connection closed with {len(unconfirmed)} messages unconfirmed: {reason!r}")
+        connection.ioloop.stop()
+
+    def on_open_error(_connection: Any, error: Exception) -> None:
+        failures.append(f"cannot connect: {error!r}")
+        connection.ioloop.stop()
+
+    def on_timeout() -> None:
+        failures.append(f"{len(unconfirmed)} messages unconfirmed after {timeout_s}s")
+        close()
+
+    if not messages:
+        return
+    connection = pika.SelectConnection(parameters, on_open_callback=on_open, on_open_error_callback=on_open_error,
+                                       on_close_callback=on_close)
+    timer = connection.ioloop.call_later(timeout_s, on_timeout)
+    connection.ioloop.start()
+    connection.ioloop.remove_timeout(timer)
+    if failures:
+        raise NotConfirmed("; ".join(failures))

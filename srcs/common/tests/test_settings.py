@@ -1,0 +1,69 @@
+"""Settings: the shared parts read under their prefixes, every bad variable named, secrets never echoed."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from typing import Annotated
+
+import pytest
+from pydantic import Field, SecretStr
+
+from crud_common.settings import DatabaseSettings, RabbitSettings, Settings, SettingsError, environment, load
+
+DATABASE = {"INVENTORY_DB_HOST": "127.0.0.1", "INVENTORY_DB_PORT": "5432", "INVENTORY_DB_NAME": "movies_db",
+            "INVENTORY_DB_USER": "inventory_user", "INVENTORY_DB_PASSWORD": "s3cret-value"}
+RABBIT = {"RABBITMQ_HOST": "127.0.0.1", "RABBITMQ_PORT": "5672", "RABBITMQ_VHOST": "v", "RABBITMQ_USER": "u",
+          "RABBITMQ_PASSWORD": "also-s3cret", "RABBITMQ_QUEUE": "billing_queue"}
+PARTS = {"database": (DatabaseSettings, "INVENTORY_DB_"), "rabbit": (RabbitSettings, "RABBITMQ_")}
+
+
+def test_each_part_is_read_under_its_prefix():
+    parts = load(PARTS, {**DATABASE, **RABBIT, "BILLING_DB_HOST": "elsewhere"})
+    database = parts["database"]
+    assert (database.host, database.port, database.name) == ("127.0.0.1", 5432, "movies_db")
+    assert database.url().render_as_string(hide_password=False).endswith("s3cret-value@127.0.0.1:5432/movies_db")
+    assert "s3cret" not in repr(database) and "s3cret" not in repr(parts["rabbit"])
+
+
+def test_every_bad_variable_of_every_part_is_named_and_no_secret_echoed():
+    environ = {**DATABASE, **RABBIT, "INVENTORY_DB_PORT": "not-a-port", "RABBITMQ_PORT": "70000",
+               "RABBITMQ_QUEUE": "no spaces", "INVENTORY_DB_PASSWORD": "", "RABBITMQ_HOST": "   "}
+    with pytest.raises(SettingsError) as caught:
+        load(PARTS, environ)
+    problems = caught.value.problems
+    assert "INVENTORY_DB_PASSWORD is not set" in problems and "RABBITMQ_HOST is not set" in problems
+    assert any(p.startswith("INVENTORY_DB_PORT='not-a-port': ") for p in problems)
+    assert any(p.startswith("RABBITMQ_PORT='70000': ") for p in problems)
+    assert any(p.startswith("RABBITMQ_QUEUE='no spaces': ") for p in problems)
+    assert len(problems) == 5
+
+
+class Token(Settings):
+    token: Annotated[SecretStr, Field(min_length=16)]
+
+
+def test_a_bad_secret_is_named_without_its_value():
+    with pytest.raises(SettingsError) as caught:
+        load({"api": (Token, "API_")}, {"API_TOKEN": "short-secret"})
+    assert caught.value.problems[0].startswith("API_TOKEN=(hidden): ")
+    assert "short-secret" not in str(caught.value)
+
+
+def test_the_env_file_is_read_under_the_environment_which_wins(tmp_path, monkeypatch):
+    env_file = tmp_path / "test.env"
+    env_file.write_text("# a comment\nFROM_FILE=file\nBOTH=file\n")
+    monkeypatch.setenv("CRUD_MASTER_ENV_FILE", str(env_file))
+    monkeypatch.setenv("BOTH", "environment")
+    environ = environment()
+    assert environ["FROM_FILE"] == "file" and environ["BOTH"] == "environment"
+
+
+def test_an_entry_point_with_bad_settings_exits_2_naming_them():
+    script = ("from crud_common.logs import configure_logging; from crud_common.settings import *; configure_logging(); "
+              "load_or_exit({'rabbit': (RabbitSettings, 'NOWHERE_')}, 'test')")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2
+    assert "invalid test settings: NOWHERE_HOST is not set" in result.stdout
+    assert result.stdout.count("invalid test settings") == 6
