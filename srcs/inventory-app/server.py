@@ -6,65 +6,20 @@ PM2's SIGTERM reaches gunicorn's master, which finishes in-flight requests befor
 
 from __future__ import annotations
 
-import logging
-import os
-import sys
-from pathlib import Path
-
-from dotenv import load_dotenv
-from flask import Flask
-from gunicorn.app.base import BaseApplication
+from crud_common.logs import configure_logging
+from crud_common.serving import serve
+from crud_common.settings import load_or_exit
 
 from app import create_app
-from app.config import Config, ConfigError
-from serving import REQUEST_LIMITS, DrainingThreadWorker, GunicornLogger, configure_logging
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
-GRACEFUL_TIMEOUT_S = 20
-
-log = logging.getLogger("inventory")
-
-
-class InventoryServer(BaseApplication):
-    """gunicorn's documented custom-application hook, fed from Config instead of a config file."""
-
-    def __init__(self, config: Config) -> None:
-        self.service_config = config
-        super().__init__()
-
-    def load_config(self) -> None:
-        settings = {
-            "bind": f"{self.service_config.host}:{self.service_config.port}",
-            "workers": self.service_config.workers,
-            # Threads keep client connections alive (the gateway pools them) and overlap database waits.
-            "worker_class": DrainingThreadWorker,
-            "threads": self.service_config.threads,
-            "graceful_timeout": GRACEFUL_TIMEOUT_S,
-            "timeout": 30,
-            "keepalive": 75,
-            **REQUEST_LIMITS,
-            "errorlog": "-",
-            "logger_class": GunicornLogger,
-            "loglevel": "info",
-            "proc_name": "inventory_app",
-        }
-        for key, value in settings.items():
-            self.cfg.set(key, value)
-
-    def load(self) -> Flask:
-        # Called in each worker after the fork: every worker gets its own engine and connection pool.
-        return create_app(self.service_config)
+from app.config import PARTS, Config
 
 
 def main() -> None:
     configure_logging()
-    load_dotenv(os.environ.get("CRUD_MASTER_ENV_FILE", REPO_ROOT / ".env"), override=False)
-    try:
-        config = Config.from_env(os.environ)
-    except ConfigError as exc:
-        log.error("%s", exc)
-        sys.exit(2)
-    InventoryServer(config).run()
+    config = Config(**load_or_exit(PARTS, "inventory"))
+    # Threads keep the gateway's pooled connections alive (keepalive above its idle time) and overlap database
+    # waits; each worker builds its own engine after the fork.
+    serve(config.server, lambda: create_app(config), name="inventory_app", keepalive=75)
 
 
 if __name__ == "__main__":

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+from crud_common.webapp import init_request_logging, register_error_handlers
 from flask import Flask
 
 from .config import Config
 from .db import Database
-from .errors import register_error_handlers
-from .observability import init_request_logging
+from .errors import DATABASE_ERRORS
 from .routes import bp
 
 
@@ -22,7 +22,7 @@ def create_app(config: Config) -> Flask:
     app.url_map.merge_slashes = False
     app.extensions["inventory_config"] = config
     Database(config).init_app(app)
-    init_request_logging(app)
-    register_error_handlers(app)
+    init_request_logging(app, "inventory.access")
+    register_error_handlers(app, DATABASE_ERRORS)
     app.register_blueprint(bp)
     return app

@@ -2,7 +2,8 @@
 
 The request holds a Core `Connection`, not an ORM `Session`: every data function is a single statement returning
 plain rows, so the session's unit of work (identity map, flush, its per-transaction bookkeeping) would be pure
-cost: about 5% of the CPU of a request, measured in-process (bench/README.md)."""
+cost (bench/README.md, "inventory: a Core connection per request"). Routes call a data function through `read`
+or `write`, which hand it the request's connection."""
 
 from __future__ import annotations
 
@@ -30,10 +31,10 @@ class Database:
 
     def __init__(self, config: Config) -> None:
         self.engine: Engine = create_engine(
-            config.database_url,
-            # No ping before each use: it was an extra round trip on every request (bench/README.md). A connection
-            # that died while pooled (PostgreSQL restarted) fails its first statement instead; SQLAlchemy then
-            # invalidates the whole pool, and reads are retried once on a fresh connection (`read`).
+            config.database.url(),
+            # No ping before each use: it is an extra round trip on every request. A connection that died while
+            # pooled (PostgreSQL restarted) fails its first statement instead; SQLAlchemy then invalidates the
+            # whole pool, and reads are retried once on a fresh connection (`read`).
             pool_pre_ping=False,
             # Connections older than this are replaced on checkout, so none outlives a server-side idle timeout.
             pool_recycle=1800,
@@ -41,7 +42,7 @@ class Database:
             # explicit transaction would add a BEGIN and a COMMIT or ROLLBACK.
             isolation_level="AUTOCOMMIT",
             # One connection per gunicorn thread, so requests never queue for the pool in normal load.
-            pool_size=config.threads,
+            pool_size=config.server.threads,
             max_overflow=2,
             pool_timeout=config.db_pool_timeout_s,
             connect_args={
@@ -75,6 +76,12 @@ def read(query: Callable[Concatenate[Connection, P], T], *args: P.args, **kwargs
             raise
     _close_request_connection(None)
     return query(request_connection(), *args, **kwargs)
+
+
+def write(statement: Callable[Concatenate[Connection, P], T], *args: P.args, **kwargs: P.kwargs) -> T:
+    """`statement(connection, *args, **kwargs)` on the request's connection, once: a write that may have reached
+    the database is never repeated (a dead connection is a 503 the client may retry)."""
+    return statement(request_connection(), *args, **kwargs)
 
 
 def _close_request_connection(_exc: BaseException | None) -> None:

@@ -3,7 +3,8 @@
 Each function is one SQL statement, run in autocommit (app/db.py): a statement is its own transaction, so no
 request needs a BEGIN and a COMMIT or ROLLBACK around it. Updates are a single UPDATE ... RETURNING, never a
 read followed by a write. Rows come back as plain data (`MovieData`), not ORM objects: an answer needs nothing
-more, and building objects was most of the cost of a page of 100 movies (bench/README.md).
+more, and building objects is most of the cost of a page of 100 movies (bench/README.md, "inventory: plain
+rows").
 """
 
 from __future__ import annotations
@@ -30,8 +31,8 @@ def _movie(row: Sequence[Any]) -> MovieData:
     return {"id": row[0], "title": row[1], "description": row[2]}
 
 
-# The statements of the hot paths are built once, with bound parameters: building one for every request cost a
-# third of the inventory's CPU for a GET by id, more than executing it (bench/README.md).
+# The statements of the hot paths are built once, with bound parameters: building one for every request costs
+# more than executing it (bench/README.md, "inventory: statements built once").
 _PAGE = (
     select(*_COLUMNS).where(Movie.id > bindparam("after")).order_by(Movie.id).limit(bindparam("limit", type_=Integer))
 )
@@ -52,6 +53,7 @@ def _json_batch(page: Any) -> Any:
 
 _JSON_BATCH = _json_batch(_PAGE)
 _JSON_BATCH_WITH_TITLE = _json_batch(_PAGE_WITH_TITLE)
+_PING = select(literal_column("1"))
 _BY_ID = select(*_COLUMNS).where(Movie.id == bindparam("id"))
 _DELETE_BY_ID = delete(Movie).where(Movie.id == bindparam("id"))
 
@@ -111,3 +113,8 @@ def delete_movie(connection: Connection, movie_id: int) -> bool:
 
 def delete_all_movies(connection: Connection) -> int:
     return connection.execute(delete(Movie)).rowcount
+
+
+def ping(connection: Connection) -> None:
+    """The cheapest statement: does the database answer at all (GET /health)."""
+    connection.execute(_PING)

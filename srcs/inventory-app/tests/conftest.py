@@ -14,19 +14,19 @@ from sqlalchemy.engine import URL
 from app import create_app
 from app.config import Config
 
-from .support import alembic_config, test_environment
+from .support import alembic_config, config_for_tests
 from .tcp_proxy import TcpRelay
 
 
 @pytest.fixture(scope="session")
 def config() -> Config:
-    return Config.from_env(test_environment())
+    return config_for_tests()
 
 
 @pytest.fixture(scope="session")
 def migrated_database(config: Config) -> URL:
-    command.upgrade(alembic_config(config.database_url), "head")
-    return config.database_url
+    command.upgrade(alembic_config(config.database.url()), "head")
+    return config.database.url()
 
 
 @pytest.fixture
@@ -63,6 +63,6 @@ def admin_engine(migrated_database: URL):
 @pytest.fixture
 def relay(config: Config, migrated_database: URL) -> Iterator[TcpRelay]:
     """A switchable stand-in for the database's address (stopped until a test starts it)."""
-    relay = TcpRelay((config.database_url.host, config.database_url.port))
+    relay = TcpRelay((config.database.host, config.database.port))
     yield relay
     relay.stop()

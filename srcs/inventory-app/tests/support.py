@@ -1,29 +1,27 @@
-"""Helpers shared by the tests: the test environment and Alembic pointed at the test database."""
+"""Helpers of the inventory's suite: its settings pointed at the test database, and Alembic on it."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from alembic.config import Config as AlembicConfig
-from dotenv import load_dotenv
+from crud_common import testing
+from crud_common.settings import load
 from sqlalchemy.engine import URL
 
+from app.config import PARTS, Config
+
 SERVICE_DIR = Path(__file__).resolve().parents[1]
-REPO_ROOT = SERVICE_DIR.parents[1]
-
-load_dotenv(REPO_ROOT / ".env", override=False)
 
 
-def test_environment(**overrides: str) -> dict[str, str]:
-    """The service's environment, pointed at the test database."""
-    env = dict(os.environ)
-    env["INVENTORY_DB_NAME"] = env["INVENTORY_TEST_DB_NAME"]
-    env.update(overrides)
-    return env
+def environ_for_tests(**overrides: str) -> dict[str, str]:
+    """The platform's settings with the inventory on its test database (never movies_db), plus `overrides`."""
+    environ = testing.environ_for_tests()
+    return {**environ, "INVENTORY_DB_NAME": environ["INVENTORY_TEST_DB_NAME"], **overrides}
 
 
-test_environment.__test__ = False  # a helper, not a test (pytest collects test_* names)
+def config_for_tests(**overrides: str) -> Config:
+    return Config(**load(PARTS, environ_for_tests(**overrides)))
 
 
 def alembic_config(database_url: URL) -> AlembicConfig:
@@ -31,5 +29,3 @@ def alembic_config(database_url: URL) -> AlembicConfig:
     cfg.attributes["database_url"] = database_url
     cfg.attributes["configure_logger"] = False
     return cfg
-
-

@@ -3,24 +3,20 @@
 from __future__ import annotations
 
 import pytest
+from crud_common.settings import SettingsError
 
-from app.config import Config, ConfigError
-
-from .support import test_environment
+from .support import config_for_tests
 
 
 def test_a_complete_environment_gives_a_config():
-    config = Config.from_env(test_environment(INVENTORY_PORT="8080", INVENTORY_WORKERS="3"))
-    assert config.port == 8080
-    assert config.workers == 3
-    assert config.database_url.drivername == "postgresql+psycopg2"
+    config = config_for_tests(INVENTORY_PORT="8080", INVENTORY_WORKERS="3")
+    assert (config.server.port, config.server.workers, config.server.threads) == (8080, 3, 8)
+    assert config.database.url().drivername == "postgresql+psycopg2"
 
 
 def test_every_missing_or_bad_setting_is_named():
-    env = test_environment(INVENTORY_PORT="http", INVENTORY_THREADS="0")
-    del env["INVENTORY_DB_PASSWORD"]
-    with pytest.raises(ConfigError) as error:
-        Config.from_env(env)
+    with pytest.raises(SettingsError) as error:
+        config_for_tests(INVENTORY_PORT="http", INVENTORY_THREADS="0", INVENTORY_DB_PASSWORD="")
     message = str(error.value)
     assert "INVENTORY_DB_PASSWORD is not set" in message
     assert "INVENTORY_PORT='http'" in message

@@ -7,9 +7,8 @@ import time
 import pytest
 
 from app import create_app
-from app.config import Config
 
-from .support import test_environment
+from .support import config_for_tests
 
 
 def test_health_is_200_when_the_database_answers(client):
@@ -20,7 +19,7 @@ def test_health_is_200_when_the_database_answers(client):
 
 @pytest.fixture
 def relayed_client(relay):
-    app = create_app(Config.from_env(test_environment(INVENTORY_DB_HOST="127.0.0.1", INVENTORY_DB_PORT=str(relay.port))))
+    app = create_app(config_for_tests(INVENTORY_DB_HOST="127.0.0.1", INVENTORY_DB_PORT=str(relay.port)))
     yield app.test_client()
     app.extensions["database"].engine.dispose()
 

@@ -1,140 +1,54 @@
-"""server.py for real: gunicorn serves the app over HTTP, refuses bad settings, and stops cleanly on SIGTERM."""
+"""server.py for real: gunicorn serves the app over HTTP, refuses bad settings, stops cleanly on SIGTERM, and
+what only a real socket can send (a cut upload, broken chunks, a list cut off mid-way) is answered right.
+(What gunicorn itself refuses, in the JSON error shape, is crud_common's, tested in its own suite.)"""
 
 from __future__ import annotations
 
-import json
-import signal
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 
 import pytest
 import requests
+from crud_common.testing import Served, free_port, raw_exchange
+from crud_common.testing import serving as serving_process
 from sqlalchemy import text
 
-from .support import SERVICE_DIR, test_environment
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_for_health(url: str, deadline_s: float = 20) -> requests.Response:
-    deadline = time.monotonic() + deadline_s
-    while True:
-        try:
-            return requests.get(url, timeout=2)
-        except requests.ConnectionError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)
-
-
-def raw_exchange(port: int, request: bytes) -> tuple[int, str, dict]:
-    """Send bytes no HTTP client library would send; return the status, Content-Type and JSON body."""
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
-        sock.sendall(request)
-        answer = b""
-        while chunk := sock.recv(65536):
-            answer += chunk
-    head, _, body = answer.partition(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    headers = dict(line.split(": ", 1) for line in lines[1:])
-    return int(lines[0].split()[1]), headers.get("Content-Type", ""), json.loads(body)
-
-
-# Requests gunicorn refuses before the app sees them: still the JSON error shape, never an HTML page.
-UNPARSABLE_REQUESTS = [
-    (b"GET /api/movies?title=" + b"x" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414, "uri_too_long"),
-    (b"GET /api/movies HTTP/1.1\r\nHost: x\r\nX-Big: " + b"y" * 9000 + b"\r\n\r\n", 431,
-     "request_header_fields_too_large"),
-    (b"GET /api/movies HTTP/1.1\r\nHost: x\r\n" + b"X-Many: z\r\n" * 200 + b"\r\n", 431,
-     "request_header_fields_too_large"),
-    (b"NOT A REQUEST LINE\r\n\r\n", 400, "bad_request"),
-]
-
-
-def test_server_serves_over_http_and_exits_0_on_sigterm(migrated_database):
-    port = free_port()
-    env = test_environment(INVENTORY_HOST="127.0.0.1", INVENTORY_PORT=str(port), INVENTORY_WORKERS="1")
-    process = subprocess.Popen([sys.executable, "server.py"], cwd=SERVICE_DIR, env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        base = f"http://127.0.0.1:{port}"
-        assert wait_for_health(f"{base}/health").status_code == 200
-        created = requests.post(f"{base}/api/movies/", json={"title": "A new movie",
-                                                              "description": "Very short description"}, timeout=5)
-        assert created.status_code == 200
-        assert created.headers["Location"] == f"/api/movies/{created.json()['id']}"
-        # Malformed input over a real socket: still JSON, still no 500.
-        broken = requests.post(f"{base}/api/movies", data=b"{", headers={"Content-Type": "application/json"},
-                               timeout=5)
-        assert broken.status_code == 400 and broken.json()["error"] == "bad_request"
-        chunked = requests.post(f"{base}/api/movies", data=iter([b'{"title": "', b"x" * 70_000, b'"}']),
-                                headers={"Content-Type": "application/json"}, timeout=5)
-        assert chunked.status_code == 413 and chunked.json()["error"] == "payload_too_large"
-        for request, status, code in UNPARSABLE_REQUESTS:
-            answer = raw_exchange(port, request)
-            assert answer[:2] == (status, "application/json"), (request[:40], answer)
-            assert answer[2]["error"] == code and answer[2]["message"] and answer[2]["request_id"]
-    finally:
-        process.send_signal(signal.SIGTERM)
-        output, _ = process.communicate(timeout=30)
-    assert process.returncode == 0, output
-    assert "POST /api/movies/ 200" in output
-
-
-def test_server_refuses_to_start_with_bad_settings():
-    env = test_environment(INVENTORY_PORT="not-a-port")
-    result = subprocess.run([sys.executable, "server.py"], cwd=SERVICE_DIR, env=env, capture_output=True,
-                            text=True, timeout=30)
-    assert result.returncode == 2
-    assert "INVENTORY_PORT='not-a-port'" in result.stdout + result.stderr
-
-
-@dataclass
-class Server:
-    base: str
-    port: int
-    process: subprocess.Popen[str]
-    output: str = ""
+from .support import SERVICE_DIR, environ_for_tests
 
 
 @contextmanager
-def serving(**settings: str) -> Iterator[Server]:
+def serving(**settings: str) -> Iterator[Served]:
     """server.py under gunicorn on a free port; its output (every log line) is in `.output` once it stopped."""
     port = free_port()
-    env = test_environment(INVENTORY_HOST="127.0.0.1", INVENTORY_PORT=str(port), INVENTORY_WORKERS="1", **settings)
-    process = subprocess.Popen([sys.executable, "server.py"], cwd=SERVICE_DIR, env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    server = Server(f"http://127.0.0.1:{port}", port, process)
-    try:
-        wait_for_health(f"{server.base}/health")
-        yield server
-    finally:
-        process.send_signal(signal.SIGTERM)
-        server.output, _ = process.communicate(timeout=30)
+    environ = environ_for_tests(INVENTORY_HOST="127.0.0.1", INVENTORY_PORT=str(port), INVENTORY_WORKERS="1",
+                                **settings)
+    with serving_process(SERVICE_DIR, sys.executable, environ, port) as served:
+        yield served
 
 
-def raw_answer(port: int, request: bytes, *, half_close: bool = False) -> bytes:
-    """The bytes the server answers to `request`; with half_close, the client then closes its sending side,
-    as a client that gave up in the middle of its upload does."""
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
-        sock.sendall(request)
-        if half_close:
-            sock.shutdown(socket.SHUT_WR)
-        answer = b""
-        while chunk := sock.recv(65536):
-            answer += chunk
-            if b"\r\n\r\n" in answer and half_close is False and answer.endswith(b"}\n"):
-                break
-    return answer
+def test_server_serves_over_http_and_exits_0_on_sigterm(migrated_database):
+    with serving() as server:
+        assert requests.get(f"{server.base}/health", timeout=5).status_code == 200
+        created = requests.post(f"{server.base}/api/movies/", json={"title": "A new movie",
+                                                                     "description": "Very short description"}, timeout=5)
+        assert created.status_code == 200
+        assert created.headers["Location"] == f"/api/movies/{created.json()['id']}"
+        chunked = requests.post(f"{server.base}/api/movies", data=iter([b'{"title": "', b"x" * 70_000, b'"}']),
+                                headers={"Content-Type": "application/json"}, timeout=5)
+        assert chunked.status_code == 413 and chunked.json()["error"] == "payload_too_large"
+    assert server.process.returncode == 0, server.output
+    assert "POST /api/movies/ 200" in server.output
+
+
+def test_server_refuses_to_start_with_bad_settings():
+    environ = environ_for_tests(INVENTORY_PORT="not-a-port")
+    result = subprocess.run([sys.executable, "server.py"], cwd=SERVICE_DIR, env=environ, capture_output=True,
+                            text=True, timeout=30)
+    assert result.returncode == 2
+    assert "INVENTORY_PORT='not-a-port'" in result.stdout + result.stderr
+    assert environ["INVENTORY_DB_PASSWORD"] not in result.stdout + result.stderr
 
 
 def movie_count(admin_engine) -> int:
@@ -156,9 +70,9 @@ def test_a_body_shorter_than_its_content_length_is_400_and_nothing_is_stored(adm
     request = (b"POST /api/movies HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                b"Content-Length: " + str(len(body) + 20).encode() + b"\r\n\r\n" + body)
     with serving() as server:
-        answer = raw_answer(server.port, request, half_close=True)
-    assert answer.startswith(b"HTTP/1.1 400"), answer
-    assert b"shorter than its Content-Length (17 of 37 bytes)" in answer
+        answer = raw_exchange(server.port, request, half_close=True)
+    assert answer.status == 400, answer
+    assert "shorter than its Content-Length (17 of 37 bytes)" in answer.json()["message"]
     assert movie_count(admin_engine) == 0
 
 
@@ -167,9 +81,9 @@ def test_a_malformed_chunked_body_is_400_without_a_traceback(admin_engine, empty
     request = (b"POST /api/movies HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                b"Transfer-Encoding: chunked\r\n\r\n" + chunks)
     with serving() as server:
-        answer = raw_answer(server.port, request, half_close=True)
-    assert answer.startswith(b"HTTP/1.1 400"), answer
-    assert b'"error":"bad_request"' in answer and b"chunked" in answer
+        answer = raw_exchange(server.port, request, half_close=True)
+    assert answer.status == 400, answer
+    assert answer.json()["error"] == "bad_request" and "chunked" in answer.json()["message"]
     assert "Traceback" not in server.output and "ERROR" not in server.output, server.output
     assert movie_count(admin_engine) == 0
 
