@@ -47,8 +47,8 @@ class BatchingStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
 
     Under PM2, a service's stdout is a socket to the PM2 daemon, which does work for every write it receives: one
     access line per request, written one by one, is a measurable share of a request's cost (bench/README.md,
-    "batched log writes"). Batched, the same lines arrive in a few writes a second. What a SIGKILL can lose is
-    the last `interval_s` of INFO lines.
+    "gateway and inventory: log lines written to stdout in batches"). Batched, the same lines arrive in a few
+    writes a second. What a SIGKILL can lose is the last `interval_s` of INFO lines.
     """
 
     def __init__(self, stream: Any, interval_s: float = 0.2, max_pending: int = 1000) -> None:
@@ -88,6 +88,15 @@ class BatchingStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
             text, self._pending = "".join(self._pending), []
             self.stream.write(text)
             self.stream.flush()
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception as one short line for a log: its type and the first line of its text, those of the cause a
+    wrapper carries (SQLAlchemy's `orig`, urllib3's `reason`) when it has one."""
+    cause = next((inner for inner in (getattr(exc, "orig", None), getattr(exc, "reason", None))
+                  if isinstance(inner, BaseException)), exc)
+    lines = str(cause).strip().splitlines()
+    return f"{type(cause).__name__}: {lines[0]}" if lines else type(cause).__name__
 
 
 def configure_logging(level: int | str = logging.INFO) -> None:

@@ -121,7 +121,9 @@ def load(parts: Mapping[str, tuple[type[Settings], str]], environ: Mapping[str, 
 
 
 def _problem(kind: type[Settings], prefix: str, error: Any, environ: Mapping[str, str]) -> str:
-    field = str(error["loc"][0]) if error["loc"] else ""
+    if not error["loc"]:  # a rule across fields: its message names the variables itself
+        return error["msg"].removeprefix("Value error, ")
+    field = str(error["loc"][0])
     variable = f"{prefix}{field.upper()}"
     if error["type"] == "missing":
         return f"{variable} is not set"

@@ -10,9 +10,8 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -80,47 +79,68 @@ def raw_exchange(port: int, request: bytes, *, half_close: bool = False, timeout
     return RawAnswer(int(status_line.split()[1]), dict(line.split(": ", 1) for line in lines), body)
 
 
-@dataclass
 class Served:
-    """A service's server.py running for real; `output` holds everything it logged, once it stopped."""
+    """A service's `server.py` running for real, started and stopped by a test (or used as a context manager);
+    `output` holds everything it logged, once it stopped."""
 
-    port: int
-    process: subprocess.Popen[str]
-    output: str = field(default="")
+    def __init__(self, service_dir: Path, python: Path | str, environ: Mapping[str, str], port: int,
+                 ready_path: str = "/health") -> None:
+        self.service_dir, self.python, self.environ = service_dir, python, dict(environ)
+        self.port, self.ready_path = port, ready_path
+        self.process: subprocess.Popen[str] | None = None
+        self.output = ""
 
     @property
     def base(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    def start(self) -> Served:
+        """Start it, and return once it answers `ready_path` (any status)."""
+        self.process = process = subprocess.Popen(
+            [str(self.python), "server.py"], cwd=self.service_dir, env=self.environ,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )
+        try:
+            wait_for(f"{self.service_dir.name} to answer on port {self.port}",
+                     lambda: process.poll() is not None or http_status(self.base + self.ready_path) is not None)
+            assert process.poll() is None, f"{self.service_dir.name} exited with {process.returncode}"
+        except BaseException:
+            self.stop()  # never leave a server behind
+            raise
+        return self
 
-@contextmanager
-def serving(service_dir: Path, python: Path | str, environ: Mapping[str, str], port: int,
-            ready_path: str = "/health") -> Iterator[Served]:
-    """`python server.py` in `service_dir`, until it answers `ready_path` (any status); SIGTERM on the way out."""
-    process = subprocess.Popen([str(python), "server.py"], cwd=service_dir, env=dict(environ),
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    served = Served(port, process)
-    try:
-        wait_for(f"{service_dir.name} to answer on port {port}",
-                 lambda: process.poll() is not None or http_status(served.base + ready_path) is not None)
-        assert process.poll() is None, f"{service_dir.name} exited with {process.returncode}"
-        yield served
-    finally:
+    def stop(self) -> None:
+        """SIGTERM, as PM2 stops it, and collect its output."""
+        process, self.process = self.process, None
+        if process is None:
+            return
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)
-        served.output, _ = process.communicate(timeout=30)
+        try:
+            self.output, _ = process.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            self.output, _ = process.communicate()
+        self.returncode = process.returncode
+
+    def __enter__(self) -> Served:
+        return self.start()
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()
 
 
 class NotConfirmed(RuntimeError):
     """Some messages of a backlog were not confirmed by the broker (nacked, returned, or never answered)."""
 
 
-def publish_confirmed(parameters: Any, queue: str, messages: Sequence[tuple[bytes, Any]], timeout_s: float = 120) -> None:
+def publish_confirmed(parameters: Any, queue: str, messages: Sequence[tuple[bytes, Any]],
+                      timeout_s: float = 120) -> None:
     """Publish every (body, properties) to `queue` through the default exchange, mandatory, and return once the
     broker confirmed them all; NotConfirmed otherwise.
 
-    pika's BlockingChannel waits for each confirm in turn (about 1 ms a message on a quorum queue); its
-    asynchronous adapter keeps them all in flight, so tens of thousands take seconds.
+    pika's BlockingChannel waits for each confirm in turn; its asynchronous adapter keeps them all in flight,
+    so tens of thousands take seconds.
     """
     import pika
 

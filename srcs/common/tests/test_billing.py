@@ -71,6 +71,36 @@ def test_a_refused_order_names_its_field_on_both_sides(body, field):
     assert field in [detail["field"] for detail in caught.value.details]
 
 
+def order(**fields: object) -> bytes:
+    return json.dumps({"user_id": 1, "number_of_items": 2, "total_amount": "10.50", **fields}).encode()
+
+
+@pytest.mark.parametrize(
+    "amount",
+    ["12.345", 12.345, "-1", -1, -0.01, "1e3", " 1", "1 ", "1,5", "", ".5", "5.", "+5", "99999999999.99", True, False,
+     None, [], {}],
+)
+def test_invalid_amounts(amount):
+    with pytest.raises(InvalidOrder) as caught:
+        decode_order(order(total_amount=amount))
+    assert [detail["field"] for detail in caught.value.details] == ["total_amount"]
+
+
+@pytest.mark.parametrize("field", ["user_id", "number_of_items"])
+@pytest.mark.parametrize(
+    "value", [-1, "-1", " 1", "1 ", "+1", "1.0", 1.0, 1.5, "1e2", "1_000", "", "abc", True, False, None, [1], {},
+              "9" * 5000]
+)
+def test_invalid_whole_numbers(field, value):
+    with pytest.raises(InvalidOrder) as caught:
+        decode_order(order(**{field: value}))
+    assert [detail["field"] for detail in caught.value.details] == [field]
+
+
+def test_json_numbers_are_exact_decimals():
+    assert decode_order(order(total_amount=0.1)).total_amount == Decimal("0.1")
+
+
 @pytest.mark.parametrize("body", [b"{", b"[1]", b"\xff", b'{"user_id": NaN}'])
 def test_a_body_that_is_not_an_object_is_an_invalid_order(body):
     with pytest.raises(InvalidOrder):
