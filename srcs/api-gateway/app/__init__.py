@@ -3,19 +3,19 @@
 
 from __future__ import annotations
 
+from crud_common.webapp import init_request_logging, refuse_query_parameters, register_error_handlers
 from flask import Flask
 
-from . import billing, docs, health
 from .config import Config
-from .errors import refuse_query_parameters, register_error_handlers
-from .observability import init_request_logging
-from .proxy import InventoryClient, InventoryProxy, mount
+from .inventory_client import InventoryClient
+from .proxy import InventoryProxy, mount
 from .publisher import Publisher
+from .routes import bp
 
 
 def create_app(config: Config) -> Flask:
     app = Flask(__name__, static_folder=None)
-    app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
+    app.config["MAX_CONTENT_LENGTH"] = config.gateway.max_body_bytes
     app.json.ensure_ascii = False
     app.json.sort_keys = False
     # `//api/movies` is a 404 like any unknown path, not a redirect (Werkzeug's default answers it with an HTML
@@ -26,12 +26,13 @@ def create_app(config: Config) -> Flask:
     # publisher opens its AMQP connections lazily, per thread.
     inventory = InventoryClient(config)
     app.extensions["inventory_client"] = inventory
-    app.extensions["publisher"] = Publisher(config.rabbitmq)
-    init_request_logging(app)
+    app.extensions["publisher"] = Publisher(config.rabbitmq, timeout_s=config.gateway.amqp_timeout_s,
+                                            heartbeat_s=config.gateway.amqp_heartbeat_s)
+    init_request_logging(app, "gateway.access", upstream="-")
     register_error_handlers(app)
+    # The gateway's own routes (billing, health, docs) take no query parameter.
     app.before_request(refuse_query_parameters)
-    for blueprint in (billing.bp, health.bp, docs.bp):
-        app.register_blueprint(blueprint)
+    app.register_blueprint(bp)
     # /api/movies... bypasses Flask: a WSGI proxy of its own in front of it (app/proxy.py says why).
-    app.wsgi_app = mount(InventoryProxy(inventory, config.max_body_bytes), app.wsgi_app)  # type: ignore[method-assign]
+    app.wsgi_app = mount(InventoryProxy(inventory, config.gateway.max_body_bytes), app.wsgi_app)  # type: ignore[method-assign]
     return app

@@ -1,15 +1,13 @@
-"""The API's description: GET /openapi.yaml, and Swagger UI at GET /docs from the files of the
-swagger-ui-bundle package (nothing loaded from a CDN)."""
+"""Swagger UI for the API's description, from the files of the swagger-ui-bundle package (nothing loaded from a
+CDN): the page, its initializer, and the assets it may load."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from flask import Blueprint, Response, current_app, send_from_directory
 from swagger_ui_bundle import swagger_ui_path
-from werkzeug.exceptions import NotFound
 
-bp = Blueprint("docs", __name__)
+ASSETS_DIR = Path(str(swagger_ui_path))
 
 UI_ASSETS = frozenset(
     {
@@ -22,7 +20,7 @@ UI_ASSETS = frozenset(
 )
 
 # Absolute asset URLs: the page works at /docs and /docs/ alike.
-_PAGE = """<!DOCTYPE html>
+PAGE = """<!DOCTYPE html>
 <html lang="en">
 <head>
   <meta charset="UTF-8">
@@ -39,7 +37,7 @@ _PAGE = """<!DOCTYPE html>
 </html>
 """
 
-_INITIALIZER = """window.onload = function () {
+INITIALIZER = """window.onload = function () {
   window.ui = SwaggerUIBundle({
     url: "/openapi.yaml",
     dom_id: "#swagger-ui",
@@ -50,27 +48,3 @@ _INITIALIZER = """window.onload = function () {
   });
 };
 """
-
-
-@bp.get("/openapi.yaml")
-def openapi_document() -> Response:
-    path: Path = current_app.extensions["gateway_config"].openapi_file
-    return send_from_directory(path.parent, path.name, mimetype="application/yaml", max_age=60)
-
-
-@bp.get("/docs")
-@bp.get("/docs/")
-def ui_page() -> Response:
-    return Response(_PAGE, mimetype="text/html")
-
-
-@bp.get("/docs/swagger-initializer.js")
-def ui_initializer() -> Response:
-    return Response(_INITIALIZER, mimetype="text/javascript")
-
-
-@bp.get("/docs/<name>")
-def ui_asset(name: str) -> Response:
-    if name not in UI_ASSETS:
-        raise NotFound()
-    return send_from_directory(Path(str(swagger_ui_path)), name, max_age=3600)

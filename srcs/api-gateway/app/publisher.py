@@ -12,17 +12,15 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any
 
 import pika
+from crud_common.billing import declare_billing_queue
+from crud_common.logs import one_line
+from crud_common.settings import RabbitSettings
 from pika.adapters.blocking_connection import BlockingChannel
 from pika.exceptions import AMQPError, ConnectionBlockedTimeout, NackError, UnroutableError
 
-from .config import RabbitConfig
-
 log = logging.getLogger(__name__)
-
-HEARTBEAT_S = 30
 
 
 class BrokerUnavailable(Exception):
@@ -35,44 +33,25 @@ class QueueState:
     consumers: int
 
 
-def queue_arguments(queue: str) -> dict[str, Any]:
-    """billing_queue's arguments, identical on every side that declares it (README "Queue topology")."""
-    return {
-        "x-queue-type": "quorum",
-        "x-dead-letter-exchange": f"{queue}.dlx",
-        "x-dead-letter-routing-key": f"{queue}.dead",
-        "x-dead-letter-strategy": "at-least-once",
-        "x-overflow": "reject-publish",
-        "x-delivery-limit": 5,
-    }
-
-
-def declare_topology(channel: BlockingChannel, queue: str) -> None:
-    """Declared by the gateway too, so orders sent before the billing consumer ever ran are kept."""
-    channel.exchange_declare(exchange=f"{queue}.dlx", exchange_type="direct", durable=True)
-    channel.queue_declare(queue=f"{queue}.dead", durable=True, arguments={"x-queue-type": "quorum"})
-    channel.queue_bind(queue=f"{queue}.dead", exchange=f"{queue}.dlx", routing_key=f"{queue}.dead")
-    channel.queue_declare(queue=queue, durable=True, arguments=queue_arguments(queue))
-
-
 class Publisher:
-    def __init__(self, config: RabbitConfig, *, connection_name: str = "api_gateway") -> None:
-        self._config = config
+    def __init__(self, rabbit: RabbitSettings, *, timeout_s: float, heartbeat_s: int,
+                 connection_name: str = "api_gateway") -> None:
+        self._rabbit = rabbit
+        self._timeout_s = timeout_s
         self._local = threading.local()
-        timeout = config.timeout_s
         self._parameters = pika.ConnectionParameters(
-            host=config.host,
-            port=config.port,
-            virtual_host=config.vhost,
-            credentials=pika.PlainCredentials(config.user, config.password),
-            heartbeat=config.heartbeat_s,
+            host=rabbit.host,
+            port=rabbit.port,
+            virtual_host=rabbit.vhost,
+            credentials=pika.PlainCredentials(rabbit.user, rabbit.password.get_secret_value()),
+            heartbeat=heartbeat_s,
             # Each of these bounds one way a publish could otherwise wait forever: TCP connect, the AMQP
             # handshake, a broker that blocks publishers (resource alarm), and bytes the peer never
-            # acknowledges (a host that vanished without closing the connection).
-            socket_timeout=timeout,
-            stack_timeout=timeout * 2,
-            blocked_connection_timeout=timeout,
-            tcp_options={"TCP_USER_TIMEOUT": int(timeout * 1000)},
+            # acknowledges (a broker that vanished without closing the connection).
+            socket_timeout=timeout_s,
+            stack_timeout=timeout_s * 2,
+            blocked_connection_timeout=timeout_s,
+            tcp_options={"TCP_USER_TIMEOUT": int(timeout_s * 1000)},
             connection_attempts=1,
             client_properties={"connection_name": connection_name},
         )
@@ -87,49 +66,46 @@ class Publisher:
             timestamp=int(time.time()),
         )
         started = time.monotonic()
-        try:
-            self._publish_once(body, properties)
-            return
-        except NackError:
-            # The broker answered, and said no (e.g. the queue is full): trying again now would not help.
-            raise BrokerUnavailable("the broker refused the message") from None
-        except ConnectionBlockedTimeout:
-            self._discard()
-            raise BrokerUnavailable("the broker is blocking publishers (resource alarm)") from None
-        except (AMQPError, OSError) as exc:
-            # Dead connection (idle drop, broker restart, forced close) or lost topology: start afresh once.
-            log.info("publish failed on the existing connection (%s); reconnecting", _describe(exc))
-            self._discard()
-            if time.monotonic() - started > self._config.timeout_s:
-                raise BrokerUnavailable(_describe(exc)) from None
-        try:
-            self._publish_once(body, properties)
-        except NackError:
-            raise BrokerUnavailable("the broker refused the message") from None
-        except UnroutableError:
-            self._discard()
-            raise BrokerUnavailable(f"the broker could not route the message to {self._config.queue}") from None
-        except (AMQPError, OSError) as exc:
-            self._discard()
-            raise BrokerUnavailable(_describe(exc)) from None
+        for attempt in (1, 2):
+            try:
+                self._publish_once(body, properties)
+                return
+            except NackError:
+                # The broker answered, and said no (e.g. the queue is full): trying again now would not help.
+                raise BrokerUnavailable("the broker refused the message") from None
+            except ConnectionBlockedTimeout:
+                self._discard()
+                raise BrokerUnavailable("the broker is blocking publishers (resource alarm)") from None
+            except UnroutableError:
+                # The queue is gone (deleted by an operator): the new connection declares it again.
+                self._discard()
+                reason = f"the broker could not route the message to {self._rabbit.queue}"
+            except (AMQPError, OSError) as exc:
+                # Dead connection (idle drop, broker restart, forced close): start afresh, once.
+                self._discard()
+                reason = one_line(exc)
+            if attempt == 1 and time.monotonic() - started <= self._timeout_s:
+                log.info("publish failed on the existing connection (%s); reconnecting", reason)
+                continue
+            raise BrokerUnavailable(reason)
 
     def queue_state(self) -> QueueState:
         """Depth and consumers of the queue, through this thread's connection (for /health)."""
         for attempt in (1, 2):
             try:
-                frame = self._channel().queue_declare(queue=self._config.queue, passive=True)
+                frame = self._channel().queue_declare(queue=self._rabbit.queue, passive=True)
                 return QueueState(frame.method.message_count, frame.method.consumer_count)
             except (AMQPError, OSError) as exc:
                 self._discard()
                 if attempt == 2:
-                    raise BrokerUnavailable(_describe(exc)) from None
+                    raise BrokerUnavailable(one_line(exc)) from None
         raise AssertionError("unreachable")
 
     def _publish_once(self, body: bytes, properties: pika.BasicProperties) -> None:
         channel = self._channel()
         # mandatory: a message no queue takes comes back (UnroutableError) instead of vanishing.
         channel.basic_publish(
-            exchange="", routing_key=self._config.queue, body=body, properties=properties, mandatory=True
+            exchange="", routing_key=self._rabbit.queue, body=body, properties=properties, mandatory=True
         )
 
     def _channel(self) -> BlockingChannel:
@@ -145,13 +121,13 @@ class Publisher:
         try:
             channel = connection.channel()
             channel.confirm_delivery()
-            declare_topology(channel, self._config.queue)
+            declare_billing_queue(channel, self._rabbit.queue)
         except BaseException:
             _close_quietly(connection)
             raise
         self._local.connection = connection
         self._local.channel = channel
-        log.info("AMQP connection opened to %s:%s/%s", self._config.host, self._config.port, self._config.vhost)
+        log.info("AMQP connection opened to %s:%s/%s", self._rabbit.host, self._rabbit.port, self._rabbit.vhost)
         return channel
 
     def _discard(self) -> None:
@@ -166,10 +142,5 @@ def _close_quietly(connection: pika.BlockingConnection) -> None:
     try:
         if connection.is_open:
             connection.close()
-    except Exception:  # already broken: nothing left to release but the socket, which pika drops
+    except Exception:  # noqa: BLE001 - already broken: nothing left to release but the socket, which pika drops
         log.debug("closing a broken AMQP connection failed", exc_info=True)
-
-
-def _describe(exc: BaseException) -> str:
-    text = str(exc) or repr(exc)
-    return f"{type(exc).__name__}: {text}"

@@ -3,8 +3,6 @@ only: the inventory on INVENTORY_TEST_DB_NAME, RabbitMQ on RABBITMQ_TEST_VHOST."
 
 from __future__ import annotations
 
-import dataclasses
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -15,11 +13,12 @@ import requests
 from flask import Flask
 from flask.testing import FlaskClient
 
+from crud_common.billing import declare_billing_queue
+
 from app import create_app
 from app.config import Config
-from app.publisher import declare_topology
 
-from .support import InventoryProcess, gateway_environment, migrate_inventory_test_database
+from .support import InventoryProcess, config_for_tests, environ_for_tests, migrate_inventory_test_database
 
 
 @pytest.fixture(scope="session")
@@ -32,7 +31,7 @@ def inventory() -> Iterator[InventoryProcess]:
 
 @pytest.fixture(scope="session")
 def config(inventory: InventoryProcess) -> Config:
-    return Config.from_env(gateway_environment(INVENTORY_URL=inventory.url))
+    return config_for_tests(INVENTORY_URL=inventory.url)
 
 
 class WholeAnswerClient(FlaskClient):
@@ -62,10 +61,16 @@ def client(app: Flask) -> FlaskClient:
 
 @pytest.fixture
 def make_client(config: Config):
-    """A gateway with some settings changed (e.g. pointed at a stopped or slow inventory)."""
+    """A gateway with some settings changed (e.g. pointed at a stopped or slow inventory): `inventory_url`,
+    `rabbitmq` (a dict of RabbitSettings changes), or any field of GatewaySettings."""
 
-    def make(**changes) -> FlaskClient:
-        return gateway_app(dataclasses.replace(config, **changes)).test_client()
+    def make(*, inventory_url: str | None = None, rabbitmq: dict | None = None, **gateway) -> FlaskClient:
+        changed = Config(
+            gateway=config.gateway.model_copy(update=gateway),
+            inventory=config.inventory.model_copy(update={"url": inventory_url or config.inventory.url}),
+            rabbitmq=config.rabbitmq.model_copy(update=rabbitmq or {}),
+        )
+        return gateway_app(changed).test_client()
 
     return make
 
@@ -82,7 +87,8 @@ def open_channel(config: Config) -> Iterator[BlockingChannel]:
     connection = pika.BlockingConnection(
         pika.ConnectionParameters(
             host=rabbit.host, port=rabbit.port, virtual_host=rabbit.vhost,
-            credentials=pika.PlainCredentials(rabbit.user, rabbit.password), connection_attempts=20, retry_delay=0.5,
+            credentials=pika.PlainCredentials(rabbit.user, rabbit.password.get_secret_value()), connection_attempts=20,
+            retry_delay=0.5,
         )
     )
     try:
@@ -98,7 +104,7 @@ def open_channel(config: Config) -> Iterator[BlockingChannel]:
 def amqp(config: Config) -> Iterator[BlockingChannel]:
     """billing_queue declared as the gateway declares it, and empty."""
     with open_channel(config) as channel:
-        declare_topology(channel, config.rabbitmq.queue)
+        declare_billing_queue(channel, config.rabbitmq.queue)
         channel.queue_purge(config.rabbitmq.queue)
         yield channel
     # Leave the test vhost as found: the billing suite shares it.
@@ -108,4 +114,4 @@ def amqp(config: Config) -> Iterator[BlockingChannel]:
 
 def pytest_configure(config: pytest.Config) -> None:
     # Test runs must never touch the platform's vhost or database.
-    assert os.environ.get("RABBITMQ_TEST_VHOST"), "RABBITMQ_TEST_VHOST is not set (.env)"
+    assert environ_for_tests().get("RABBITMQ_TEST_VHOST"), "RABBITMQ_TEST_VHOST is not set (.env)"

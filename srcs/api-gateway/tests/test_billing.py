@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import subprocess
 import time
@@ -182,7 +181,7 @@ def test_a_killed_connection_does_not_fail_the_next_order(client, amqp, config):
 def test_an_idle_connection_dropped_by_the_broker_does_not_fail_the_next_order(make_client, amqp, config):
     # A 1 s heartbeat that the idle thread never answers: the broker drops the connection after ~2-3 s, as it
     # would overnight with the real 30 s heartbeat.
-    client = make_client(rabbitmq=dataclasses.replace(config.rabbitmq, heartbeat_s=1))
+    client = make_client(amqp_heartbeat_s=1)
     assert client.post("/api/billing", json=ORDER).status_code == 200
     time.sleep(4)
     response = client.post("/api/billing", json=ORDER)
@@ -227,7 +226,7 @@ def test_broker_down_gives_503_never_200_and_recovers_without_restart(client, am
 
 def test_a_full_queue_nacks_and_the_answer_is_503_never_200(client, amqp, config):
     # The queue's overflow behaviour is reject-publish: once it is over its length limit, the broker nacks.
-    from app.publisher import declare_topology
+    from crud_common.billing import declare_billing_queue
 
     queue, policy = config.rabbitmq.queue, "test-full-billing-queue"
     rabbitmqctl("set_policy", "-p", config.rabbitmq.vhost, "--apply-to", "queues", policy, f"^{queue}$",
@@ -253,4 +252,4 @@ def test_a_full_queue_nacks_and_the_answer_is_503_never_200(client, amqp, config
         # removed; a fresh queue leaves nothing behind for the next test.
         rabbitmqctl("clear_policy", "-p", config.rabbitmq.vhost, policy)
         amqp.queue_delete(queue)
-        declare_topology(amqp, queue)
+        declare_billing_queue(amqp, queue)

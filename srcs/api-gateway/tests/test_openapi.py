@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import pytest
 import yaml
 from openapi_core import OpenAPI
@@ -102,10 +100,9 @@ def test_billing_answers_match_the_document(client, amqp, check, config):
 
 def test_billing_503_matches_the_document(make_client, check, config):
     # A broker that is not there (a closed port) stands for a broker that is down.
-    from .support import free_port
+    from crud_common.testing import free_port
 
-    rabbit = dataclasses.replace(config.rabbitmq, port=free_port(), timeout_s=1)
-    response = check(make_client(rabbitmq=rabbit).post(
+    response = check(make_client(rabbitmq={"port": free_port()}, amqp_timeout_s=1).post(
         "/api/billing", json={"user_id": 1, "number_of_items": 2, "total_amount": 3}
     ))
     assert response.status_code == 503

@@ -1,62 +1,41 @@
 """server.py for real: gunicorn serves the gateway over HTTP in front of the real inventory, refuses bad
-settings, and stops cleanly on SIGTERM."""
+settings, stops cleanly on SIGTERM, and what only a real socket can send (a cut upload, broken chunks, too many
+headers) is answered right. (What gunicorn itself refuses, in the JSON error shape, is crud_common's.)"""
 
 from __future__ import annotations
 
 import http.client
-import json
-import signal
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 
 import pytest
 import requests
+from crud_common.testing import Served, raw_exchange
 
 from .fake_upstreams import FakeUpstream
-from .support import SERVICE_DIR, gateway_environment, wait_for, wait_for_health
+from .support import SERVICE_DIR, environ_for_tests
 from .test_upstream_failures import cut_off
 
 
-def raw_exchange(port: int, request: bytes) -> tuple[int, str, dict]:
-    """Send bytes no HTTP client library would send; return the status, Content-Type and JSON body."""
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
-        sock.sendall(request)
-        answer = b""
-        while chunk := sock.recv(65536):
-            answer += chunk
-    head, _, body = answer.partition(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    headers = dict(line.split(": ", 1) for line in lines[1:])
-    return int(lines[0].split()[1]), headers.get("Content-Type", ""), json.loads(body)
-
-
-# Requests gunicorn refuses before the app sees them: still the JSON error shape, never an HTML page.
-UNPARSABLE_REQUESTS = [
-    (b"GET /api/movies?title=" + b"x" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414, "uri_too_long"),
-    (b"GET /api/movies HTTP/1.1\r\nHost: x\r\nX-Big: " + b"y" * 9000 + b"\r\n\r\n", 431,
-     "request_header_fields_too_large"),
-    (b"GET /api/movies HTTP/1.1\r\nHost: x\r\n" + b"X-Many: z\r\n" * 200 + b"\r\n", 431,
-     "request_header_fields_too_large"),
-    (b"NOT A REQUEST LINE\r\n\r\n", 400, "bad_request"),
-]
+@contextmanager
+def serving(**settings: str) -> Iterator[Served]:
+    """server.py under gunicorn on a free port; its output (every log line) is in `.output` once it stopped."""
+    environ = environ_for_tests(GATEWAY_WORKERS="1", GATEWAY_THREADS="4", **settings)
+    with Served(SERVICE_DIR, sys.executable, environ, int(environ["GATEWAY_PORT"]), "/openapi.yaml") as served:
+        yield served
 
 
 def test_server_serves_over_http_and_exits_0_on_sigterm(inventory, amqp, clean_movies):
-    env = gateway_environment(INVENTORY_URL=inventory.url, GATEWAY_WORKERS="1", GATEWAY_THREADS="4")
-    base = f"http://127.0.0.1:{env['GATEWAY_PORT']}"
-    process = subprocess.Popen([sys.executable, "server.py"], cwd=SERVICE_DIR, env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        assert wait_for_health(f"{base}/health").status_code == 200
+    with serving(INVENTORY_URL=inventory.url) as server:
+        base = server.base
+        assert requests.get(f"{base}/health", timeout=10).status_code == 200
         created = requests.post(f"{base}/api/movies/", json={"title": "A new movie"}, timeout=5)
         assert created.status_code == 200
         assert created.headers["Location"] == f"/api/movies/{created.json()['id']}"
         # One Server and one Date header (gunicorn's), whatever the inventory sent.
-        connection = http.client.HTTPConnection("127.0.0.1", int(env["GATEWAY_PORT"]), timeout=5)
+        connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
         connection.request("GET", f"/api/movies/{created.json()['id']}")
         answer = connection.getresponse()
         assert answer.status == 200 and len(answer.headers.get_all("Date")) == 1
@@ -74,21 +53,14 @@ def test_server_serves_over_http_and_exits_0_on_sigterm(inventory, amqp, clean_m
         proxied_chunked = requests.post(f"{base}/api/movies", data=iter([b'{"title": "', b"x" * 70_000, b'"}']),
                                         headers={"Content-Type": "application/json"}, timeout=5)
         assert proxied_chunked.status_code == 413
-        for request, status, code in UNPARSABLE_REQUESTS:
-            answer = raw_exchange(int(env["GATEWAY_PORT"]), request)
-            assert answer[:2] == (status, "application/json"), (request[:40], answer)
-            assert answer[2]["error"] == code and answer[2]["message"] and answer[2]["request_id"]
-    finally:
-        process.send_signal(signal.SIGTERM)
-        output, _ = process.communicate(timeout=30)
-    assert process.returncode == 0, output
-    assert "POST /api/billing/ 200 " in output and "upstream=rabbitmq" in output
-    assert "POST /api/movies/ 200 " in output and "upstream=inventory" in output
+    assert server.returncode == 0, server.output
+    assert "POST /api/billing/ 200 " in server.output and "upstream=rabbitmq" in server.output
+    assert "POST /api/movies/ 200 " in server.output and "upstream=inventory" in server.output
 
 
 def test_server_refuses_to_start_with_bad_settings():
     # An empty variable counts as set for python-dotenv, so .env cannot fill it in.
-    env = gateway_environment(GATEWAY_PORT="not-a-port", INVENTORY_URL="ftp://x", RABBITMQ_HOST="")
+    env = environ_for_tests(GATEWAY_PORT="not-a-port", INVENTORY_URL="ftp://x", RABBITMQ_HOST="")
     result = subprocess.run([sys.executable, "server.py"], cwd=SERVICE_DIR, env=env,
                             capture_output=True, text=True, timeout=30)
     assert result.returncode == 2
@@ -96,39 +68,6 @@ def test_server_refuses_to_start_with_bad_settings():
     assert "GATEWAY_PORT='not-a-port'" in output and "INVENTORY_URL='ftp://x'" in output
     assert "RABBITMQ_HOST is not set" in output
     assert env["RABBITMQ_PASSWORD"] not in output
-
-
-@dataclass
-class Server:
-    base: str
-    port: int
-    output: str = ""
-
-
-@contextmanager
-def serving(**settings: str) -> Iterator[Server]:
-    """server.py under gunicorn on a free port; its output (every log line) is in `.output` once it stopped."""
-    env = gateway_environment(GATEWAY_WORKERS="1", GATEWAY_THREADS="4", **settings)
-    server = Server(f"http://127.0.0.1:{env['GATEWAY_PORT']}", int(env["GATEWAY_PORT"]))
-    process = subprocess.Popen([sys.executable, "server.py"], cwd=SERVICE_DIR, env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        wait_for(f"{server.base}/openapi.yaml")
-        yield server
-    finally:
-        process.send_signal(signal.SIGTERM)
-        server.output, _ = process.communicate(timeout=30)
-
-
-def answer_to_an_upload_cut_short(port: int, head: bytes, body: bytes) -> bytes:
-    """Send the request, then close the sending side (a client that gave up mid-upload); the whole answer."""
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
-        sock.sendall(head + body)
-        sock.shutdown(socket.SHUT_WR)
-        answer = b""
-        while chunk := sock.recv(65536):
-            answer += chunk
-    return answer
 
 
 ORDER_BODY = b'{"user_id": "3", "number_of_items": "5", "total_amount": "180"}'
@@ -141,9 +80,9 @@ def test_a_body_shorter_than_its_content_length_is_400_and_goes_nowhere(inventor
     head = (f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
             f"Content-Length: {len(body) + 10}\r\n\r\n").encode()
     with serving(INVENTORY_URL=inventory.url) as server:
-        answer = answer_to_an_upload_cut_short(server.port, head, body)
-    assert answer.startswith(b"HTTP/1.1 400"), answer
-    assert b"shorter than its Content-Length" in answer
+        answer = raw_exchange(server.port, head + body, half_close=True)
+    assert answer.status == 400, answer
+    assert "shorter than its Content-Length" in answer.json()["message"]
     assert amqp.queue_declare(config.rabbitmq.queue, passive=True).method.message_count == 0
     assert requests.get(f"{inventory.url}/api/movies", timeout=5).json() == []
 
@@ -154,9 +93,9 @@ def test_a_malformed_chunked_body_is_400_without_a_traceback(inventory, amqp, co
     head = (f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
             "Transfer-Encoding: chunked\r\n\r\n").encode()
     with serving(INVENTORY_URL=inventory.url) as server:
-        answer = answer_to_an_upload_cut_short(server.port, head, chunks)
-    assert answer.startswith(b"HTTP/1.1 400"), answer
-    assert b"chunked" in answer
+        answer = raw_exchange(server.port, head + chunks, half_close=True)
+    assert answer.status == 400, answer
+    assert "chunked" in answer.json()["message"]
     assert "Traceback" not in server.output and " ERROR " not in server.output, server.output
     assert amqp.queue_declare(config.rabbitmq.queue, passive=True).method.message_count == 0
     assert requests.get(f"{inventory.url}/api/movies", timeout=5).json() == []
@@ -203,12 +142,7 @@ def test_the_http_server_s_limits_are_the_same_behind_the_gateway(inventory, cle
         for count in (90, 94, 95, 96, 97, 98):
             head = b"".join(b"X-Extra-%d: 1\r\n" % n for n in range(count))
             request = b"GET /api/movies HTTP/1.1\r\nHost: x\r\nX-Request-ID: edge-%d\r\n" % count
-            with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
-                sock.sendall(request + head + b"Connection: close\r\n\r\n")
-                answer = b"".join(iter(lambda: sock.recv(65536), b""))
-            status = int(answer.split(b" ", 2)[1])
-            answer_head, _, body = answer.partition(b"\r\n\r\n")
-            assert status in (200, 431), answer
-            if status == 431:
-                request_id = json.loads(body)["request_id"]
-                assert b"X-Request-ID: " + request_id.encode() in answer_head, answer
+            answer = raw_exchange(server.port, request + head + b"Connection: close\r\n\r\n")
+            assert answer.status in (200, 431), answer
+            if answer.status == 431:
+                assert answer.json()["request_id"] == answer.headers["X-Request-ID"], answer

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from app.errors import BrokenStream
+from crud_common.errors import BrokenStream
 
 from .fake_upstreams import FakeUpstream, garbage, reset, reset_first_connection, slow
 from .support import InventoryProcess
