@@ -1,42 +1,33 @@
 """Entry point: read the settings once, then consume billing_queue until SIGTERM or SIGINT.
 
 PM2 runs this file with the service's venv python. A stop signal only raises a flag: the consumer finishes its
-in-flight batch (or, if the database is down, hands it back to the broker unacked) and the process exits 0.
+in-flight batch (or, if the database is down, hands it back to the broker) and the process exits 0.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import sys
-from pathlib import Path
 
-from dotenv import load_dotenv
+from crud_common.logs import configure_logging
+from crud_common.settings import load_or_exit
 
 from app import create_service
-from app.config import Config, ConfigError
-from app.logs import configure_logging
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from app.config import PARTS, Config
 
 log = logging.getLogger("billing")
 
 
 def main() -> int:
-    configure_logging(os.environ.get("BILLING_LOG_LEVEL", "INFO").upper())
-    # pika logs every failed reconnect attempt with a traceback; the consumer logs one line per failure itself.
-    logging.getLogger("pika").setLevel(logging.CRITICAL)
-    load_dotenv(REPO_ROOT / ".env", override=False)
-    try:
-        config = Config.from_env(os.environ)
-    except ConfigError as exc:
-        log.error("%s", exc)
-        return 2
+    configure_logging()
+    config = Config(**load_or_exit(PARTS, "billing"))
+    logging.getLogger().setLevel(config.billing.log_level)
     try:
         service = create_service(config)
     except OSError as exc:  # the status port is taken
-        log.error("cannot open the status endpoint on %s:%d: %s", config.status_host, config.status_port, exc)
+        log.error("cannot open the status endpoint on %s:%d: %s", config.billing.status_host,
+                  config.billing.status_port, exc)
         return 1
 
     def request_stop(signum: int, _frame: object) -> None:

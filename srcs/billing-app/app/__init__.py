@@ -3,26 +3,28 @@
 from __future__ import annotations
 
 from .config import Config
-from .consumer import BillingConsumer
-from .db import database_reachable, make_engine
+from .consumer import ReconnectingConsumer
+from .db import make_engine
 from .metrics import Metrics
 from .status import StatusServer
+from .store import OrderStore
 
 
 class BillingService:
-    """The consumer, its database engine and its status endpoint, wired from one Config."""
+    """The consumer, its store and its status endpoint, wired from one Config (the factory's output)."""
 
     def __init__(self, config: Config) -> None:
         self.config = config
         self.metrics = Metrics()
         self.engine = make_engine(config)
-        self.consumer = BillingConsumer(config, self.engine, self.metrics)
+        self.store = OrderStore(self.engine)
+        self.consumer = ReconnectingConsumer(config, self.store, self.metrics)
         self.status = StatusServer(
-            config.status_host,
-            config.status_port,
+            config.billing.status_host,
+            config.billing.status_port,
             self.metrics,
             consumer_connected=lambda: self.consumer.connected,
-            database_reachable=lambda: database_reachable(self.engine),
+            database_reachable=self.store.reachable,
         )
 
     def run(self) -> None:
@@ -39,4 +41,5 @@ class BillingService:
 
 
 def create_service(config: Config) -> BillingService:
+    """The factory, as create_app is for the HTTP services: everything built from `config`, nothing started."""
     return BillingService(config)

@@ -32,5 +32,6 @@ class Metrics:
             "billing_broker_connections", "Connections opened to RabbitMQ.", registry=self.registry
         )
         self.connected = Gauge(
-            "billing_consumer_connected", "1 while consuming from RabbitMQ.", registry=self.registry
+            "billing_consumer_connected", "1 while connected to RabbitMQ (consuming, or paused for the database).",
+            registry=self.registry,
         )

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from .messages import OrderRow
+from .schemas import OrderRow
 from .models import Order
 
 

@@ -7,20 +7,18 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import threading
-import uuid
 from collections.abc import Callable
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from crud_common.errors import code_for, error_json
+from crud_common.request_ids import new_request_id, request_id_from
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from .metrics import Metrics
 
 log = logging.getLogger("billing.status")
-
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
 class StatusServer:
@@ -74,19 +72,15 @@ def _handler(
             elif path == "/metrics":
                 self._send(HTTPStatus.OK, CONTENT_TYPE_LATEST, generate_latest(metrics.registry))
             else:
-                self._error(HTTPStatus.NOT_FOUND, "not_found", f"no such path: {path}")
+                self._error(HTTPStatus.NOT_FOUND, f"no resource at {path[:80]}")
 
         def do_HEAD(self) -> None:  # noqa: N802
-            self._error(HTTPStatus.METHOD_NOT_ALLOWED, "method_not_allowed", "only GET is served")
+            self._error(HTTPStatus.METHOD_NOT_ALLOWED, "only GET is served")
 
         do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD  # noqa: N815
 
-        def _request_id(self) -> str:
-            given = self.headers.get("X-Request-ID", "")
-            return given if _REQUEST_ID.match(given) else uuid.uuid4().hex
-
-        def _error(self, status: HTTPStatus, code: str, message: str) -> None:
-            self._json(status, {"error": code, "message": message, "request_id": self._rid})
+        def _error(self, status: HTTPStatus, message: str) -> None:
+            self._send(status, "application/json", error_json(code_for(status), message, self._rid))
 
         def _json(self, status: HTTPStatus, document: dict[str, object]) -> None:
             self._send(status, "application/json", json.dumps(document).encode())
@@ -102,15 +96,15 @@ def _handler(
 
         def parse_request(self) -> bool:
             ok = super().parse_request()
-            self._rid = self._request_id() if ok else uuid.uuid4().hex
+            self._rid = request_id_from(self.headers.get("X-Request-ID")) if ok else new_request_id()
             return ok
 
         def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
             # http.server's own errors (malformed request, unknown method) in the platform's JSON shape.
             if code == HTTPStatus.NOT_IMPLEMENTED:
-                self._error(HTTPStatus.METHOD_NOT_ALLOWED, "method_not_allowed", "only GET is served")
+                self._error(HTTPStatus.METHOD_NOT_ALLOWED, "only GET is served")
             else:
-                self._error(HTTPStatus.BAD_REQUEST, "bad_request", message or "malformed request")
+                self._error(HTTPStatus.BAD_REQUEST, message or "malformed request")
 
         def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - http.server's signature
             log.debug("%s %s", self.address_string(), format % args)

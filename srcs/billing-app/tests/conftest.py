@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -14,18 +13,18 @@ from sqlalchemy.engine import URL
 from app.config import Config
 from app.models import Order
 
-from .support import Broker, InProcessService, ServerProcess, alembic_config, test_environment
+from .support import Broker, InProcessService, ServerProcess, alembic_config, config_for_tests, environ_for_tests
 
 
 @pytest.fixture(scope="session")
 def config() -> Config:
-    return Config.from_env(test_environment())
+    return config_for_tests()
 
 
 @pytest.fixture(scope="session")
 def migrated_database(config: Config) -> URL:
-    command.upgrade(alembic_config(config.database_url), "head")
-    return config.database_url
+    command.upgrade(alembic_config(config.database.url()), "head")
+    return config.database.url()
 
 
 @pytest.fixture(scope="session")
@@ -70,7 +69,10 @@ def start_consumer(config: Config) -> Iterator[Callable[..., InProcessService]]:
     started: list[InProcessService] = []
 
     def start(**changes: object) -> InProcessService:
-        service = InProcessService(replace(config, **changes)).start()
+        """The consumer with some BillingSettings changed (batch sizes, holds, ...)."""
+        changed = Config(billing=config.billing.model_copy(update=changes), database=config.database,
+                         rabbitmq=config.rabbitmq)
+        service = InProcessService(changed).start()
         started.append(service)
         return service
 
@@ -85,7 +87,7 @@ def server(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
     started: list[ServerProcess] = []
 
     def start(**overrides: str) -> ServerProcess:
-        process = ServerProcess(test_environment(**overrides), tmp_path / f"server-{len(started)}.log").start()
+        process = ServerProcess(environ_for_tests(**overrides), tmp_path / f"server-{len(started)}.log").start()
         started.append(process)
         return process
 

@@ -1,54 +1,55 @@
-"""Helpers shared by the tests: the test environment, a confirmed publisher, broker probes, polling."""
+"""Helpers of the billing suite: its settings on the test database and vhost, the broker as the tests see it,
+the service in-process or as PM2 runs it."""
 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pika
 from alembic.config import Config as AlembicConfig
-from dotenv import load_dotenv
+from crud_common import testing
+from crud_common.billing import dead_letter_queue, declare_billing_queue
+from crud_common.settings import load
+from crud_common.testing import publish_confirmed
 from sqlalchemy.engine import URL
 
 from app import BillingService, create_service
-from app.config import Config
-from app.consumer import connection_parameters, declare_topology
+from app.config import PARTS, Config
+from app.consumer import connection_parameters
 
 SERVICE_DIR = Path(__file__).resolve().parents[1]
-REPO_ROOT = SERVICE_DIR.parents[1]
-
-load_dotenv(REPO_ROOT / ".env", override=False)
-
-T = TypeVar("T")
 
 
-def test_environment(**overrides: str) -> dict[str, str]:
-    """The service's environment, pointed at the test database and the test vhost.
+def environ_for_tests(**overrides: str) -> dict[str, str]:
+    """The platform's settings with billing on the test database and vhost, plus `overrides`.
 
     The queue gets a suite-specific name (its .dlx/.dead names derive from it as in production), so that
     this suite never races the gateway's or the system tests' use of billing_queue on the same vhost.
     """
-    env = dict(os.environ)
-    env["BILLING_DB_NAME"] = env["BILLING_TEST_DB_NAME"]
-    env["RABBITMQ_VHOST"] = env["RABBITMQ_TEST_VHOST"]
-    env["RABBITMQ_QUEUE"] = env["RABBITMQ_QUEUE"] + "_billing_suite"
-    env["BILLING_STATUS_PORT"] = "0"
-    # Short backoff ceilings so that recoveries happen within a test's deadline.
-    env["BILLING_RECONNECT_MAX_S"] = "2"
-    env["BILLING_DB_RETRY_MAX_S"] = "1"
-    env.update(overrides)
-    return env
+    environ = testing.environ_for_tests()
+    return {
+        **environ,
+        "BILLING_DB_NAME": environ["BILLING_TEST_DB_NAME"],
+        "RABBITMQ_VHOST": environ["RABBITMQ_TEST_VHOST"],
+        "RABBITMQ_QUEUE": environ["RABBITMQ_QUEUE"] + "_billing_suite",
+        "BILLING_STATUS_PORT": "0",
+        # Short backoff ceilings so that recoveries happen within a test's deadline.
+        "BILLING_RECONNECT_MAX_S": "2",
+        "BILLING_DB_RETRY_MAX_S": "1",
+        **overrides,
+    }
 
 
-test_environment.__test__ = False  # a helper, not a test (pytest collects test_* names)
+def config_for_tests(**overrides: str) -> Config:
+    return Config(**load(PARTS, environ_for_tests(**overrides)))
 
 
 def alembic_config(database_url: URL) -> AlembicConfig:
@@ -56,18 +57,6 @@ def alembic_config(database_url: URL) -> AlembicConfig:
     cfg.attributes["database_url"] = database_url
     cfg.attributes["configure_logger"] = False
     return cfg
-
-
-def wait_for(what: str, probe: Callable[[], T], timeout: float = 30.0, interval: float = 0.1) -> T:
-    """Poll until probe() returns something truthy; fail with `what` and the last value at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {value!r})")
-        time.sleep(interval)
 
 
 def order(user_id: Any = 1, number_of_items: Any = 2, total_amount: Any = "10.50", **extra: Any) -> bytes:
@@ -80,6 +69,8 @@ class Broker:
 
     def __init__(self, config: Config) -> None:
         self.config = config
+        self.queue = config.rabbitmq.queue
+        self.dead_letter_queue = dead_letter_queue(self.queue)
 
     def _channel(self) -> tuple[pika.BlockingConnection, Any]:
         connection = pika.BlockingConnection(connection_parameters(self.config))
@@ -89,9 +80,9 @@ class Broker:
         """Delete and redeclare the queues: no message, unacked delivery or delivery count survives a test."""
         connection, channel = self._channel()
         try:
-            channel.queue_delete(self.config.queue)
-            channel.queue_delete(self.config.dead_letter_queue)
-            declare_topology(channel, self.config)
+            channel.queue_delete(self.queue)
+            channel.queue_delete(self.dead_letter_queue)
+            declare_billing_queue(channel, self.queue)
         finally:
             connection.close()
 
@@ -105,7 +96,7 @@ class Broker:
                 if index:
                     time.sleep(gap_s)
                 properties = pika.BasicProperties(delivery_mode=2, message_id=uuid.uuid4().hex)
-                channel.basic_publish("", self.config.queue, body, properties, mandatory=True)
+                channel.basic_publish("", self.queue, body, properties, mandatory=True)
         finally:
             connection.close()
 
@@ -132,24 +123,24 @@ class Broker:
                     ),
                 )
             )
-        _publish_confirmed(connection_parameters(self.config), self.config.queue, messages, timeout)
+        publish_confirmed(connection_parameters(self.config), self.queue, messages, timeout)
         return ids
 
     def consumer_count(self) -> int:
         connection, channel = self._channel()
         try:
-            return channel.queue_declare(self.config.queue, passive=True).method.consumer_count
+            return channel.queue_declare(self.queue, passive=True).method.consumer_count
         finally:
             connection.close()
 
     def queue_counts(self, queue: str | None = None) -> tuple[int, int]:
         """(ready, unacknowledged) messages of a queue, as the broker reports them (a few seconds late)."""
         result = subprocess.run(
-            ["rabbitmqctl", "-q", "list_queues", "-p", self.config.rabbitmq_vhost, "--no-table-headers",
+            ["rabbitmqctl", "-q", "list_queues", "-p", self.config.rabbitmq.vhost, "--no-table-headers",
              "name", "messages_ready", "messages_unacknowledged"],
             check=True, capture_output=True, text=True, timeout=60,
         )
-        wanted = queue or self.config.queue
+        wanted = queue or self.queue
         for line in result.stdout.splitlines():
             fields = line.split("\t")
             if fields[0] == wanted:
@@ -162,66 +153,12 @@ class Broker:
         taken = []
         try:
             while True:
-                method, properties, _body = channel.basic_get(self.config.dead_letter_queue, auto_ack=True)
+                method, properties, _body = channel.basic_get(self.dead_letter_queue, auto_ack=True)
                 if method is None:
                     return taken
                 taken.append(properties)
         finally:
             connection.close()
-
-
-def _publish_confirmed(
-    parameters: pika.ConnectionParameters,
-    queue: str,
-    messages: list[tuple[bytes, pika.BasicProperties]],
-    timeout: float,
-) -> None:
-    # BlockingChannel waits for each confirm in turn (about 1 ms per message on a quorum queue); the async
-    # adapter keeps them all in flight, so a 20,000-message backlog takes a second or two.
-    outstanding = set(range(1, len(messages) + 1))
-    failures: list[str] = []
-
-    def on_open(connection: pika.SelectConnection) -> None:
-        connection.channel(on_open_callback=on_channel)
-
-    def on_channel(channel: Any) -> None:
-        channel.add_on_return_callback(lambda *_: failures.append("a message was returned as unroutable"))
-        channel.confirm_delivery(ack_nack_callback=on_confirm, callback=lambda _frame: publish_all(channel))
-
-    def publish_all(channel: Any) -> None:
-        for body, properties in messages:
-            channel.basic_publish("", queue, body, properties, mandatory=True)
-        if not messages:
-            channel.connection.close()
-
-    def on_confirm(frame: Any) -> None:
-        method = frame.method
-        if isinstance(method, pika.spec.Basic.Nack):
-            failures.append(f"the broker nacked delivery {method.delivery_tag}")
-        done = [tag for tag in outstanding if tag <= method.delivery_tag] if method.multiple else [method.delivery_tag]
-        outstanding.difference_update(done)
-        if not outstanding:
-            connection.close()
-
-    def on_close(connection: pika.SelectConnection, reason: Exception) -> None:
-        if outstanding:
-            failures.append(f"connection closed with {len(outstanding)} unconfirmed: {reason!r}")
-        connection.ioloop.stop()
-
-    def on_open_error(connection: pika.SelectConnection, error: Exception) -> None:
-        failures.append(f"cannot connect: {error!r}")
-        connection.ioloop.stop()
-
-    def on_timeout() -> None:
-        failures.append(f"{len(outstanding)} messages unconfirmed after {timeout}s")
-        connection.close()
-
-    connection = pika.SelectConnection(
-        parameters, on_open_callback=on_open, on_open_error_callback=on_open_error, on_close_callback=on_close
-    )
-    connection.ioloop.call_later(timeout, on_timeout)
-    connection.ioloop.start()
-    assert not failures, failures
 
 
 class InProcessService:

@@ -7,7 +7,9 @@ import urllib.error
 import urllib.request
 from dataclasses import replace
 
-from .support import order, wait_for
+from crud_common.testing import wait_for
+
+from .support import order
 
 
 def test_orders_published_while_stopped_are_all_stored_once_it_starts(broker, orders, start_consumer):
@@ -15,7 +17,7 @@ def test_orders_published_while_stopped_are_all_stored_once_it_starts(broker, or
     assert orders() == 0
     consumer = start_consumer()
     wait_for("300 orders stored", lambda: orders() == 300)
-    wait_for("the batch acked", lambda: broker.queue_counts() == (0, 0), timeout=10)
+    wait_for("the batch acked", lambda: broker.queue_counts() == (0, 0), timeout_s=10)
     metrics = consumer.metrics
     assert metrics["billing_orders_stored_total"] == 300
     assert metrics["billing_duplicates_skipped_total"] == 0
@@ -28,8 +30,8 @@ def test_a_lone_message_is_stored_promptly(broker, orders, start_consumer, store
     start_consumer()
     wait_for("the consumer to subscribe", lambda: broker.consumer_count() == 1)
     [message_id] = broker.publish([order(user_id=7)])
-    wait_for("the order stored", lambda: stored_ids() == [message_id], timeout=10, interval=0.02)
-    wait_for("the order acked", lambda: broker.queue_counts() == (0, 0), timeout=15)
+    wait_for("the order stored", lambda: stored_ids() == [message_id], timeout_s=10, every_s=0.02)
+    wait_for("the order acked", lambda: broker.queue_counts() == (0, 0), timeout_s=15)
 
 
 def test_orders_arriving_within_the_linger_share_one_batch(broker, orders, start_consumer):
@@ -95,14 +97,14 @@ def test_invalid_messages_are_dead_lettered_and_valid_ones_around_them_stored(
     broker.publish(messages)
 
     consumer = start_consumer()
-    dead_letter_queue = broker.config.dead_letter_queue
+    dead_letter_queue = broker.dead_letter_queue
     wait_for("the invalid ones dead-lettered", lambda: broker.queue_counts(dead_letter_queue)[0] == len(invalid))
     wait_for("the valid ones stored", lambda: orders() == len(invalid) + 1)
     assert sorted(stored_ids()) == sorted([f"valid-{n}" for n in range(len(invalid))] + ["valid-last"])
     dead = broker.take_dead()
     assert sorted(p.message_id for p in dead) == sorted(invalid)
     assert all(p.headers["x-death"][0]["reason"] == "rejected" for p in dead)
-    wait_for("nothing left unacked", lambda: broker.queue_counts() == (0, 0), timeout=10)
+    wait_for("nothing left unacked", lambda: broker.queue_counts() == (0, 0), timeout_s=10)
     assert consumer.metrics["billing_dead_lettered_total"] == len(invalid)
     assert consumer.metrics["billing_orders_stored_total"] == len(invalid) + 1
 
@@ -180,13 +182,13 @@ def test_a_row_the_database_refuses_is_dead_lettered_and_the_batch_still_stored(
 ):
     # Validation makes such a row impossible; simulate a gap in it to exercise the savepoint fallback.
     import app.consumer
-    from app.messages import parse_order
+    from app.schemas import order_row
 
-    def leaky_parse(body: bytes, message_id: str):
-        row = parse_order(body, message_id)
+    def leaky_order_row(body: bytes, message_id: str):
+        row = order_row(body, message_id)
         return replace(row, number_of_items=2**40) if message_id == "too-big" else row
 
-    monkeypatch.setattr(app.consumer, "parse_order", leaky_parse)
+    monkeypatch.setattr(app.consumer, "order_row", leaky_order_row)
     broker.publish([(order(), "before"), (order(), "too-big"), (order(), "after")])
     consumer = start_consumer()
     wait_for("the refused row dead-lettered", lambda: consumer.metrics["billing_dead_lettered_total"] == 1)

@@ -1,0 +1,42 @@
+"""What the billing consumer receives: a billing message, decoded by the contract (crud_common.billing) into the
+row it stores under the message's id."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from decimal import Decimal
+
+from crud_common.billing import InvalidOrder, decode_order
+
+_CONTROL_CHARACTER = re.compile("[\x00-\x1f\x7f]")
+
+
+@dataclass(frozen=True)
+class OrderRow:
+    """An order ready to insert: the contract's fields and its idempotency key."""
+
+    message_id: str
+    user_id: int
+    number_of_items: int
+    total_amount: Decimal
+
+    def as_values(self) -> dict[str, object]:
+        return {"message_id": self.message_id, "user_id": self.user_id, "number_of_items": self.number_of_items,
+                "total_amount": self.total_amount}
+
+
+def order_row(body: bytes, message_id: object) -> OrderRow:
+    """The row of a billing message, or InvalidOrder (which dead-letters it)."""
+    order = decode_order(body)
+    return OrderRow(_stored_message_id(message_id), order.user_id, order.number_of_items, order.total_amount)
+
+
+def _stored_message_id(message_id: object) -> str:
+    """The idempotency key as it will be stored: text PostgreSQL accepts (pika hands over bytes when the
+    producer's id was not UTF-8; AMQP already bounds it to 255 bytes)."""
+    if not isinstance(message_id, str):
+        raise InvalidOrder("message_id is not UTF-8 text")
+    if _CONTROL_CHARACTER.search(message_id):
+        raise InvalidOrder("message_id holds a control character")
+    return message_id
