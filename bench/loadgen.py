@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass
 
 import pika
+from crud_common.testing import NotConfirmed, publish_confirmed
 
 from infra import BENCH_DIR, BenchError, Settings, check, order_body, order_properties, rabbit_parameters
 
@@ -85,78 +86,15 @@ def pika_confirmed(settings: Settings, prefix: str, connections: int, duration_s
 
 
 def publish_backlog(settings: Settings, prefix: str, count: int, timeout_s: float = 120.0) -> float:
-    """Put `count` orders in the queue as fast as one connection can, every one confirmed by the broker.
-
-    Without confirms the broker promises nothing about a publish, and a drain that waits for orders that never
-    were fails 60 s later with a misleading message. BlockingChannel would wait for each confirm in turn; the
-    async adapter keeps them all in flight (50,000 in about 3 s).
-    """
-    unconfirmed = set(range(1, count + 1))
-    confirmed_up_to = 0
-    failures: list[str] = []
-
-    def on_open(connection: pika.SelectConnection) -> None:
-        connection.channel(on_open_callback=on_channel)
-
-    def on_channel(channel) -> None:  # noqa: ANN001 - pika's async Channel
-        channel.add_on_close_callback(on_channel_closed)
-        # mandatory: the broker confirms a message no queue took, and returns it; a return is a failure here.
-        channel.add_on_return_callback(lambda *_: failures.append("an order was returned as unroutable"))
-        channel.confirm_delivery(ack_nack_callback=on_confirm, callback=lambda _frame: publish_all(channel))
-
-    def publish_all(channel) -> None:  # noqa: ANN001
-        for i in range(count):
-            properties = order_properties(f"{prefix}-{i}")
-            channel.basic_publish("", settings.queue, order_body(i), properties, mandatory=True)
-
-    def on_channel_closed(_channel, reason: Exception) -> None:  # noqa: ANN001
-        if unconfirmed:
-            failures.append(f"the channel closed: {reason!r}")
-        close()
-
-    def on_confirm(frame) -> None:  # noqa: ANN001
-        nonlocal confirmed_up_to
-        method = frame.method
-        if isinstance(method, pika.spec.Basic.Nack):
-            failures.append(f"the broker nacked delivery {method.delivery_tag}")
-        if method.multiple:
-            for tag in range(confirmed_up_to + 1, method.delivery_tag + 1):
-                unconfirmed.discard(tag)
-            confirmed_up_to = max(confirmed_up_to, method.delivery_tag)
-        else:
-            unconfirmed.discard(method.delivery_tag)
-        if not unconfirmed:
-            close()
-
-    def close() -> None:
-        if connection.is_open:
-            connection.close()
-
-    def on_close(_connection: pika.SelectConnection, reason: Exception) -> None:
-        if unconfirmed:
-            failures.append(f"connection closed with {len(unconfirmed)} orders unconfirmed: {reason!r}")
-        connection.ioloop.stop()
-
-    def on_open_error(_connection: pika.SelectConnection, error: Exception) -> None:
-        failures.append(f"cannot connect: {error!r}")
-        connection.ioloop.stop()
-
-    def on_timeout() -> None:
-        failures.append(f"{len(unconfirmed)} orders unconfirmed after {timeout_s}s")
-        close()
-
-    if count == 0:
-        return 0.0
+    """Put `count` orders in the queue as fast as one connection can, every one confirmed by the broker: without
+    confirms the broker promises nothing about a publish, and a drain that waits for orders that never were
+    fails later with a misleading message. The seconds it took."""
+    messages = [(order_body(i), order_properties(f"{prefix}-{i}")) for i in range(count)]
     started = time.monotonic()
-    connection = pika.SelectConnection(
-        rabbit_parameters(settings), on_open_callback=on_open, on_open_error_callback=on_open_error,
-        on_close_callback=on_close,
-    )
-    timer = connection.ioloop.call_later(timeout_s, on_timeout)
-    connection.ioloop.start()
-    connection.ioloop.remove_timeout(timer)
-    if failures:
-        raise BenchError(f"publishing the {count}-order backlog: {'; '.join(failures)}")
+    try:
+        publish_confirmed(rabbit_parameters(settings), settings.queue, messages, timeout_s)
+    except NotConfirmed as exc:
+        raise BenchError(f"publishing the {count}-order backlog: {exc}") from None
     return time.monotonic() - started
 
 

@@ -9,8 +9,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,12 +74,3 @@ class Host:
 @pytest.fixture(scope="session")
 def hosts() -> dict[str, Host]:
     return {role: Host(role) for role in ("gateway", "inventory", "billing", "outside")}
-
-
-def wait_for(predicate: Callable[[], object], timeout_s: float, what: str) -> object:
-    deadline = time.monotonic() + timeout_s
-    while not (result := predicate()):
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout_s}s waiting for {what}")
-        time.sleep(0.3)
-    return result

@@ -8,7 +8,9 @@ import uuid
 
 import pytest
 
-from .conftest import REPO_ROOT, SETTINGS, ip_of, wait_for
+from crud_common.testing import wait_for
+
+from .conftest import REPO_ROOT, SETTINGS, ip_of
 
 GATEWAY = f"http://{SETTINGS['GATEWAY_VM_IP']}:{SETTINGS['GATEWAY_PORT']}"
 
@@ -31,7 +33,7 @@ def test_an_order_goes_through_rabbitmq_on_billing_vm_into_orders_db(hosts):
                                    {"Idempotency-Key": key})
     assert answer.status == 200 and answer.json()["message"] == "Message posted"
     count = f"SELECT count(*) FROM orders WHERE message_id = '{answer.json()['message_id']}'"
-    wait_for(lambda: hosts["billing"].sql("orders_db", count) == "1", 30, "the order in orders_db on billing-vm")
+    wait_for("the order in orders_db on billing-vm", lambda: hosts["billing"].sql("orders_db", count) == "1", timeout_s=30)
 
 
 def queue_ready(hosts) -> int:
@@ -52,12 +54,12 @@ def test_orders_queue_on_billing_vm_while_its_consumer_is_stopped(hosts):
                                                                           "total_amount": 3}, {"Idempotency-Key": key})
         assert answer.status == 200
         count = f"SELECT count(*) FROM orders WHERE message_id = '{answer.json()['message_id']}'"
-        wait_for(lambda: queue_ready(hosts) == 1, 30, "the order to wait in billing_queue on billing-vm")
+        wait_for("the order to wait in billing_queue on billing-vm", lambda: queue_ready(hosts) == 1, timeout_s=30)
         assert billing.sql("orders_db", count) == "0"
     finally:
         billing.pm2("start", "billing_app")
-    wait_for(lambda: billing.sql("orders_db", count) == "1", 60, "the queued order once billing_app is back")
-    wait_for(lambda: queue_ready(hosts) == 0, 30, "billing_queue on billing-vm to drain")
+    wait_for("the queued order once billing_app is back", lambda: billing.sql("orders_db", count) == "1", timeout_s=60)
+    wait_for("billing_queue on billing-vm to drain", lambda: queue_ready(hosts) == 0, timeout_s=30)
 
 
 @pytest.mark.parametrize(

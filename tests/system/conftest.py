@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ import pika
 import psycopg2
 import pytest
 import requests
+from crud_common.testing import wait_for
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # What the tests leave for a person to look at (the Swagger UI screenshot), git-ignored.
@@ -30,18 +30,6 @@ def env(name: str) -> str:
     if not value:
         raise RuntimeError(f"{name} is not set: run the system tests through `make test`")
     return value
-
-
-def wait_for(predicate: Callable[[], object], timeout_s: float, what: str) -> object:
-    """Poll until predicate() is truthy; the answer, or a failure naming what never happened."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        result = predicate()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout_s}s waiting for {what}")
-        time.sleep(0.2)
 
 
 @dataclass(frozen=True)
@@ -96,7 +84,7 @@ class Platform:
 @pytest.fixture(scope="session")
 def platform() -> Platform:
     platform = Platform(gateway=f"http://{env('GATEWAY_HOST')}:{env('GATEWAY_PORT')}")
-    wait_for(lambda: healthy(platform.gateway), 60, "the platform's gateway to report healthy")
+    wait_for("the platform's gateway to report healthy", lambda: healthy(platform.gateway), timeout_s=60)
     return platform
 
 

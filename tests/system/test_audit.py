@@ -13,7 +13,9 @@ import subprocess
 
 import requests
 
-from .conftest import REPO_ROOT, env, wait_for
+from crud_common.testing import wait_for
+
+from .conftest import REPO_ROOT, env
 
 AUDIT_MOVIE = {"title": "A new movie", "description": "Very short description"}
 JSON = {"Content-Type": "application/json"}
@@ -104,8 +106,9 @@ def test_the_audit_passes_as_written(platform):
         # 18. sudo pm2 start billing_app; the table again: the order of user 22 is there now.
         sudo_pm2("start", "billing_app")
     assert app_status("billing_app") == "online"
-    wait_for(lambda: row_of(psql_as_postgres(f"\\c {orders_db}", "TABLE orders;"), second.json()["message_id"]),
-             60, "the order of user 22 in TABLE orders once billing_app runs again")
+    wait_for("the order of user 22 in TABLE orders once billing_app runs again",
+             lambda: row_of(psql_as_postgres(f"\\c {orders_db}", "TABLE orders;"), second.json()["message_id"]),
+             timeout_s=60)
     orders = psql_as_postgres(f"\\c {orders_db}", "TABLE orders;")
     assert row_of(orders, second.json()["message_id"]) == ["22", "10", "50.00"]
     assert sum(second.json()["message_id"] in line for line in orders.splitlines()) == 1

@@ -10,7 +10,9 @@ import requests
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from .conftest import env, wait_for
+from crud_common.testing import wait_for
+
+from .conftest import env
 
 # Each field as raw JSON text, so that every spelling a client could send is tried: numbers written any way
 # JSON allows (-0, 1E+2, 180.500), strings of digits with or without leading zeros, around every bound, and
@@ -51,6 +53,6 @@ def test_every_order_the_gateway_accepts_is_stored_as_sent_and_none_is_dead_lett
     post_order()
     assert len(accepted) > 20, "the strategies above should produce plenty of valid orders"
     ids = list(accepted)
-    wait_for(lambda: len(platform.stored_orders(ids)) == len(ids), 60, "every accepted order in orders_db")
+    wait_for("every accepted order in orders_db", lambda: len(platform.stored_orders(ids)) == len(ids), timeout_s=60)
     assert platform.stored_orders(ids) == accepted
     assert platform.queue_depth(dead_letters) == dead_before

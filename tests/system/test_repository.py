@@ -32,11 +32,3 @@ def test_every_credential_lives_in_env_only() -> None:
         text = path.read_bytes().decode(errors="replace")
         leaks += [f"{key} in {name}" for key, value in secrets.items() if value in text]
     assert not leaks, f"credentials outside .env: {leaks}"
-
-
-def test_the_two_copies_of_serving_py_are_identical() -> None:
-    # The services share no code, so the gunicorn worker and logging set-up are copied; a fix to one copy only
-    # would make the gateway and the inventory stop or log differently.
-    gateway = (REPO_ROOT / "srcs/api-gateway/serving.py").read_bytes()
-    inventory = (REPO_ROOT / "srcs/inventory-app/serving.py").read_bytes()
-    assert gateway == inventory, "srcs/api-gateway/serving.py and srcs/inventory-app/serving.py differ"

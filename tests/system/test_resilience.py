@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .conftest import wait_for
+from crud_common.testing import wait_for
 
 ORDER = {"user_id": "3", "number_of_items": "5", "total_amount": "180"}
 
@@ -11,7 +11,7 @@ def test_orders_wait_in_the_queue_while_billing_is_stopped(platform, new_key):
     accepted = platform.post_order(ORDER, new_key())
     assert accepted.status_code == 200
     first = accepted.json()["message_id"]
-    wait_for(lambda: platform.orders_with_ids([first]) == {first: 1}, 30, "the first order in orders_db")
+    wait_for("the first order in orders_db", lambda: platform.orders_with_ids([first]) == {first: 1}, timeout_s=30)
 
     platform.pm2("stop", "billing_app")
     try:
@@ -19,11 +19,11 @@ def test_orders_wait_in_the_queue_while_billing_is_stopped(platform, new_key):
         assert response.status_code == 200
         assert response.json()["message"] == "Message posted"
         second = response.json()["message_id"]
-        wait_for(lambda: platform.queue_depth() >= 1, 10, "the second order to wait in billing_queue")
+        wait_for("the second order to wait in billing_queue", lambda: platform.queue_depth() >= 1, timeout_s=10)
         assert platform.orders_with_ids([second]) == {}
     finally:
         platform.pm2("start", "billing_app")
 
-    wait_for(lambda: platform.orders_with_ids([second]) == {second: 1}, 60, "the queued order in orders_db")
-    wait_for(lambda: platform.queue_depth() == 0, 30, "billing_queue to drain")
+    wait_for("the queued order in orders_db", lambda: platform.orders_with_ids([second]) == {second: 1}, timeout_s=60)
+    wait_for("billing_queue to drain", lambda: platform.queue_depth() == 0, timeout_s=30)
     assert platform.orders_with_ids([first, second]) == {first: 1, second: 1}

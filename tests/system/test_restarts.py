@@ -15,7 +15,9 @@ import pytest
 import requests
 from urllib3.exceptions import NewConnectionError
 
-from .conftest import healthy, wait_for
+from crud_common.testing import wait_for
+
+from .conftest import healthy
 
 ORDER = {"user_id": 7, "number_of_items": 1, "total_amount": "9.99"}
 LISTING_CLIENTS = 3
@@ -74,11 +76,11 @@ class RequestStream:
 @pytest.mark.parametrize("app", ["billing_app", "inventory_app", "api_gateway"])
 def test_restart_under_load_loses_no_order_and_drops_no_request(platform, new_key, app):
     with RequestStream(platform, new_key) as stream:
-        wait_for(lambda: stream.outcomes["order 200"] >= 20, 30, "orders to flow before the restart")
+        wait_for("orders to flow before the restart", lambda: stream.outcomes["order 200"] >= 20, timeout_s=30)
         platform.pm2("restart", app)
-        wait_for(lambda: healthy(platform.gateway), 60, f"the platform to be healthy after restarting {app}")
+        wait_for(f"the platform to be healthy after restarting {app}", lambda: healthy(platform.gateway), timeout_s=60)
         served = stream.outcomes["order 200"]
-        wait_for(lambda: stream.outcomes["order 200"] >= served + 20, 30, "orders to flow after the restart")
+        wait_for("orders to flow after the restart", lambda: stream.outcomes["order 200"] >= served + 20, timeout_s=30)
 
     assert stream.dropped == [], stream.dropped
     allowed = {"order 200", "list 200", "order refused", "list refused"}
@@ -86,7 +88,7 @@ def test_restart_under_load_loses_no_order_and_drops_no_request(platform, new_ke
         allowed.add("list 502")  # the gateway's own answer while the inventory has no process: prompt, in JSON
     assert set(stream.outcomes) <= allowed, stream.outcomes
     ids = stream.accepted_orders
-    wait_for(lambda: len(platform.orders_with_ids(ids)) == len(ids), 90, "every accepted order in orders_db")
+    wait_for("every accepted order in orders_db", lambda: len(platform.orders_with_ids(ids)) == len(ids), timeout_s=90)
     assert set(platform.orders_with_ids(ids).values()) == {1}
 
 

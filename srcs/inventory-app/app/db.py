@@ -2,8 +2,8 @@
 
 The request holds a Core `Connection`, not an ORM `Session`: every data function is a single statement returning
 plain rows, so the session's unit of work (identity map, flush, its per-transaction bookkeeping) would be pure
-cost (bench/README.md, "inventory: a Core connection per request"). Routes call a data function through `read`
-or `write`, which hand it the request's connection."""
+cost (bench/README.md, "inventory: the request owns a Core `Connection`"). Routes call a data function through
+`read` or `write`, which hand it the request's connection."""
 
 from __future__ import annotations
 

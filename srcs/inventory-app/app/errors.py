@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 
 from crud_common.errors import ApiError
+from crud_common.logs import one_line
 from sqlalchemy.exc import DBAPIError, TimeoutError as PoolTimeoutError
 
 log = logging.getLogger(__name__)
@@ -13,7 +14,7 @@ log = logging.getLogger(__name__)
 
 def database_unavailable(exc: Exception) -> ApiError:
     # Connection refused, timeouts, statement timeout, an exhausted pool.
-    log.warning("database unavailable: %s", str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
+    log.warning("database unavailable: %s", one_line(exc))
     return ApiError(503, "the database is unavailable, try again later")
 
 

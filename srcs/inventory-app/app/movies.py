@@ -3,8 +3,8 @@
 Each function is one SQL statement, run in autocommit (app/db.py): a statement is its own transaction, so no
 request needs a BEGIN and a COMMIT or ROLLBACK around it. Updates are a single UPDATE ... RETURNING, never a
 read followed by a write. Rows come back as plain data (`MovieData`), not ORM objects: an answer needs nothing
-more, and building objects is most of the cost of a page of 100 movies (bench/README.md, "inventory: plain
-rows").
+more, and building objects is most of the cost of a page of 100 movies (bench/README.md,
+"inventory: every request one statement").
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ def _movie(row: Sequence[Any]) -> MovieData:
 
 
 # The statements of the hot paths are built once, with bound parameters: building one for every request costs
-# more than executing it (bench/README.md, "inventory: statements built once").
+# more than executing it (bench/README.md, "inventory: the request owns a Core `Connection`").
 _PAGE = (
     select(*_COLUMNS).where(Movie.id > bindparam("after")).order_by(Movie.id).limit(bindparam("limit", type_=Integer))
 )

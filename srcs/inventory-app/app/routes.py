@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from urllib.parse import urlencode
 
 from crud_common.errors import ApiError, BrokenStream, field_error, shorten
+from crud_common.logs import one_line
 from crud_common.webapp import error_response, json_body, query, refuse_query_parameters
 from flask import Blueprint, Response, jsonify, request, stream_with_context
 from sqlalchemy.exc import SQLAlchemyError
@@ -22,7 +23,7 @@ bp = Blueprint("movies", __name__)
 
 _ID_PATTERN = re.compile(r"[1-9][0-9]{0,18}")
 # Movies per query of a streamed list: enough to make each round trip worth it, few enough to keep the
-# service's memory flat whatever the table holds (bench/README.md, "the whole list").
+# service's memory flat whatever the table holds (bench/README.md, "The whole list").
 STREAM_BATCH = 2000
 
 
@@ -71,8 +72,7 @@ def _json_array(first: movies.JsonBatch, title: str) -> Iterator[bytes]:
         try:
             batch = read(movies.json_batch, title=title, after=batch.last_id, limit=STREAM_BATCH)
         except SQLAlchemyError as exc:
-            log.warning("list of movies cut off after id %d: database unavailable: %s", batch.last_id,
-                        str(exc).strip().splitlines()[0])
+            log.warning("list of movies cut off after id %d: database unavailable: %s", batch.last_id, one_line(exc))
             raise BrokenStream("the database failed in the middle of the list") from None
         if batch.count:
             yield f",{batch.json}".encode()
@@ -139,6 +139,5 @@ def health() -> Response:
     try:
         read(movies.ping)
     except Exception as exc:  # noqa: BLE001 - any failure to answer means "not healthy", with the reason
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        return error_response(ApiError(503, f"database unavailable: {reason}"), checks={"database": "down"})
+        return error_response(ApiError(503, f"database unavailable: {one_line(exc)}"), checks={"database": "down"})
     return jsonify({"status": "ok", "checks": {"database": "up"}})

@@ -12,7 +12,6 @@ from contextlib import contextmanager
 import pytest
 import requests
 from crud_common.testing import Served, free_port, raw_exchange
-from crud_common.testing import serving as serving_process
 from sqlalchemy import text
 
 from .support import SERVICE_DIR, environ_for_tests
@@ -24,7 +23,7 @@ def serving(**settings: str) -> Iterator[Served]:
     port = free_port()
     environ = environ_for_tests(INVENTORY_HOST="127.0.0.1", INVENTORY_PORT=str(port), INVENTORY_WORKERS="1",
                                 **settings)
-    with serving_process(SERVICE_DIR, sys.executable, environ, port) as served:
+    with Served(SERVICE_DIR, sys.executable, environ, port) as served:
         yield served
 
 
@@ -38,7 +37,7 @@ def test_server_serves_over_http_and_exits_0_on_sigterm(migrated_database):
         chunked = requests.post(f"{server.base}/api/movies", data=iter([b'{"title": "', b"x" * 70_000, b'"}']),
                                 headers={"Content-Type": "application/json"}, timeout=5)
         assert chunked.status_code == 413 and chunked.json()["error"] == "payload_too_large"
-    assert server.process.returncode == 0, server.output
+    assert server.returncode == 0, server.output
     assert "POST /api/movies/ 200" in server.output
 
 
