@@ -14,14 +14,14 @@ from crud_common.serving import serve
 from crud_common.settings import load_or_exit
 
 from app import create_app
-from app.config import PARTS, Config
+from app.config import Config
 
 log = logging.getLogger("gateway")
 
 
 def main() -> None:
     configure_logging()
-    config = Config(**load_or_exit(PARTS, "gateway"))
+    config = load_or_exit(Config, "gateway")
     rabbit = config.rabbitmq
     log.info("api gateway on %s:%s (host %s) -> inventory %s, rabbitmq %s:%s/%s queue %s", config.gateway.host,
              config.gateway.port, socket.gethostname(), config.inventory.url, rabbit.host, rabbit.port, rabbit.vhost,

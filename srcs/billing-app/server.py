@@ -14,14 +14,14 @@ from crud_common.logs import configure_logging
 from crud_common.settings import load_or_exit
 
 from app import create_service
-from app.config import PARTS, Config
+from app.config import Config
 
 log = logging.getLogger("billing")
 
 
 def main() -> int:
     configure_logging()
-    config = Config(**load_or_exit(PARTS, "billing"))
+    config = load_or_exit(Config, "billing")
     logging.getLogger().setLevel(config.billing.log_level)
     try:
         service = create_service(config)

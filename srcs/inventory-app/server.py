@@ -11,12 +11,12 @@ from crud_common.serving import serve
 from crud_common.settings import load_or_exit
 
 from app import create_app
-from app.config import PARTS, Config
+from app.config import Config
 
 
 def main() -> None:
     configure_logging()
-    config = Config(**load_or_exit(PARTS, "inventory"))
+    config = load_or_exit(Config, "inventory")
     # Threads keep the gateway's pooled connections alive (keepalive above its idle time) and overlap database
     # waits; each worker builds its own engine after the fork.
     serve(config.server, lambda: create_app(config), name="inventory_app", keepalive=75)

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Annotated
 from urllib.parse import urlsplit
 
-from crud_common.settings import HttpServerSettings, RabbitSettings, Settings
+from crud_common.settings import HttpServerSettings, RabbitSettings, Settings, part
 from pydantic import AfterValidator, Field, FilePath
 
 # openapi.yaml lives at the repository root: srcs/api-gateway/app/config.py -> parents[3].
@@ -44,16 +44,8 @@ class InventorySettings(Settings):
     url: Annotated[str, AfterValidator(_http_base_url)]
 
 
-# The parts of the settings, each read under its prefix.
-PARTS = {
-    "gateway": (GatewaySettings, "GATEWAY_"),
-    "inventory": (InventorySettings, "INVENTORY_"),
-    "rabbitmq": (RabbitSettings, "RABBITMQ_"),
-}
-
-
 @dataclass(frozen=True)
 class Config:
-    gateway: GatewaySettings
-    inventory: InventorySettings
-    rabbitmq: RabbitSettings
+    gateway: GatewaySettings = part("GATEWAY_")
+    inventory: InventorySettings = part("INVENTORY_")
+    rabbitmq: RabbitSettings = part("RABBITMQ_")

@@ -10,7 +10,7 @@ from crud_common import testing
 from crud_common.settings import load
 from crud_common.testing import Served, free_port, http_status, wait_for
 
-from app.config import PARTS, Config
+from app.config import Config
 
 SERVICE_DIR = Path(__file__).resolve().parents[1]
 REPO_ROOT = SERVICE_DIR.parents[1]
@@ -29,7 +29,7 @@ def environ_for_tests(**overrides: str) -> dict[str, str]:
 
 
 def config_for_tests(**overrides: str) -> Config:
-    return Config(**load(PARTS, environ_for_tests(**overrides)))
+    return load(Config, environ_for_tests(**overrides))
 
 
 def inventory_environ(port: int) -> dict[str, str]:

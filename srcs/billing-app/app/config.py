@@ -8,7 +8,7 @@ import ipaddress
 from dataclasses import dataclass
 from typing import Annotated, Literal
 
-from crud_common.settings import DatabaseSettings, RabbitSettings, Settings
+from crud_common.settings import DatabaseSettings, RabbitSettings, Settings, part
 from pydantic import AfterValidator, Field, model_validator
 
 
@@ -54,16 +54,8 @@ class BillingSettings(Settings):
         return self
 
 
-# The parts of the settings, each read under its prefix.
-PARTS = {
-    "billing": (BillingSettings, "BILLING_"),
-    "database": (DatabaseSettings, "BILLING_DB_"),
-    "rabbitmq": (RabbitSettings, "RABBITMQ_"),
-}
-
-
 @dataclass(frozen=True)
 class Config:
-    billing: BillingSettings
-    database: DatabaseSettings
-    rabbitmq: RabbitSettings
+    billing: BillingSettings = part("BILLING_")
+    database: DatabaseSettings = part("BILLING_DB_")
+    rabbitmq: RabbitSettings = part("RABBITMQ_")

@@ -6,30 +6,28 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from alembic import command
+from crud_common.testing import migrate
 from sqlalchemy import Engine, create_engine, func, select, text
-from sqlalchemy.engine import URL
 
 from app.config import Config
 from app.models import Order
 
-from .support import Broker, InProcessService, ServerProcess, alembic_config, config_for_tests, environ_for_tests
+from .support import SERVICE_DIR, Broker, InProcessService, ServerProcess, config_for_tests, environ_for_tests
 
 
 @pytest.fixture(scope="session")
 def config() -> Config:
-    return config_for_tests()
+    """The suite's settings (orders_test_db, the test vhost, a queue of the suite's own), its database migrated:
+    every test here needs the table."""
+    config = config_for_tests()
+    migrate(SERVICE_DIR, config.database.url())
+    return config
 
 
 @pytest.fixture(scope="session")
-def migrated_database(config: Config) -> URL:
-    command.upgrade(alembic_config(config.database.url()), "head")
-    return config.database.url()
-
-
-@pytest.fixture(scope="session")
-def engine(migrated_database: URL) -> Iterator[Engine]:
-    engine = create_engine(migrated_database, pool_pre_ping=True)
+def engine(config: Config) -> Iterator[Engine]:
+    """The test's own engine on orders_test_db (not the service's), for counting and truncating."""
+    engine = create_engine(config.database.url(), pool_pre_ping=True)
     yield engine
     engine.dispose()
 

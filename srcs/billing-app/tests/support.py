@@ -14,15 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import pika
-from alembic.config import Config as AlembicConfig
 from crud_common import testing
 from crud_common.billing import dead_letter_queue, declare_billing_queue
 from crud_common.settings import load
 from crud_common.testing import publish_confirmed
-from sqlalchemy.engine import URL
 
 from app import BillingService, create_service
-from app.config import PARTS, Config
+from app.config import Config
 from app.consumer import connection_parameters
 
 SERVICE_DIR = Path(__file__).resolve().parents[1]
@@ -49,14 +47,7 @@ def environ_for_tests(**overrides: str) -> dict[str, str]:
 
 
 def config_for_tests(**overrides: str) -> Config:
-    return Config(**load(PARTS, environ_for_tests(**overrides)))
-
-
-def alembic_config(database_url: URL) -> AlembicConfig:
-    cfg = AlembicConfig(str(SERVICE_DIR / "alembic.ini"))
-    cfg.attributes["database_url"] = database_url
-    cfg.attributes["configure_logger"] = False
-    return cfg
+    return load(Config, environ_for_tests(**overrides))
 
 
 def order(user_id: Any = 1, number_of_items: Any = 2, total_amount: Any = "10.50", **extra: Any) -> bytes:

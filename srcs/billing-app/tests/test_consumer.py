@@ -145,7 +145,7 @@ def test_status_endpoint_reports_health_and_counters(broker, orders, start_consu
     assert json.loads(body)["error"] == "not_found"
 
 
-def test_health_is_503_while_the_consumer_is_not_connected(config, migrated_database):
+def test_health_is_503_while_the_consumer_is_not_connected(config):
     from app import create_service
 
     service = create_service(config)  # built, never run: no broker connection

@@ -2,33 +2,20 @@
 
 from __future__ import annotations
 
-from alembic import command
-from alembic.autogenerate import compare_metadata
-from alembic.migration import MigrationContext
-from sqlalchemy import inspect, text
+from crud_common.testing import check_migrations
+from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 
 from app.db import Base
 
-from .support import alembic_config
+from .support import SERVICE_DIR
 
 
-def test_migrations_go_down_and_up_again(migrated_database, engine):
-    cfg = alembic_config(migrated_database)
-    command.downgrade(cfg, "base")
-    assert "orders" not in inspect(engine).get_table_names()
-    command.upgrade(cfg, "head")
-    assert "orders" in inspect(engine).get_table_names()
-    with engine.connect() as connection:
-        assert connection.scalar(text("SELECT version_num FROM alembic_version")) == "0001"
+def test_the_schema_is_the_migrations_and_matches_the_models(config):
+    check_migrations(SERVICE_DIR, config.database.url(), Base.metadata, table="orders", head="0001")
 
 
-def test_schema_matches_the_models(migrated_database, engine):
-    with engine.connect() as connection:
-        assert compare_metadata(MigrationContext.configure(connection), Base.metadata) == []
-
-
-def test_message_id_is_unique_and_required(migrated_database, engine):
+def test_message_id_is_unique_and_required(engine):
     insert = text(
         "INSERT INTO orders (user_id, number_of_items, total_amount, message_id) VALUES (1, 1, 1.00, :message_id)"
     )

@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy import MetaData, create_engine
 
-from .settings import DatabaseSettings, load_or_exit
+from .settings import DatabaseSettings, SettingsError, load_parts
 
 
 def run_migrations(context: Any, metadata: MetaData, *, database_prefix: str, service: str) -> None:
@@ -20,8 +20,7 @@ def run_migrations(context: Any, metadata: MetaData, *, database_prefix: str, se
         fileConfig(config.config_file_name, disable_existing_loggers=False)
     if context.is_offline_mode():
         raise SystemExit("offline (SQL script) migrations are not supported; run against the database")
-    url = config.attributes.get("database_url") or load_or_exit(
-        {"database": (DatabaseSettings, database_prefix)}, service)["database"].url()
+    url = config.attributes.get("database_url") or _database_url(database_prefix, service)
     engine = create_engine(url)
     try:
         with engine.connect() as connection:
@@ -30,3 +29,10 @@ def run_migrations(context: Any, metadata: MetaData, *, database_prefix: str, se
                 context.run_migrations()
     finally:
         engine.dispose()
+
+
+def _database_url(prefix: str, service: str) -> Any:
+    try:
+        return load_parts({"database": (DatabaseSettings, prefix)})["database"].url()
+    except SettingsError as exc:
+        raise SystemExit(f"invalid {service} database settings: {exc}") from None

@@ -2,9 +2,9 @@
 environment wins, so tests, the VMs and the bench point the same code elsewhere), validated, and refused with the
 name of every bad variable.
 
-A service's settings are parts, each a BaseSettings class read under its own prefix: the shared
-`DatabaseSettings` (as INVENTORY_DB_* or BILLING_DB_*) and `RabbitSettings` (RABBITMQ_*), plus the service's own.
-`load` reads them all and reports every problem of every part at once.
+A service's settings are a frozen dataclass of parts, each a BaseSettings class read under its own prefix
+(`part("BILLING_DB_")`): the shared `DatabaseSettings` (as INVENTORY_DB_* or BILLING_DB_*) and `RabbitSettings`
+(RABBITMQ_*), plus the service's own. `load` reads them all and reports every problem of every part at once.
 """
 
 from __future__ import annotations
@@ -13,8 +13,9 @@ import logging
 import os
 import sys
 from collections.abc import Mapping
+from dataclasses import field, fields
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, TypeVar, get_type_hints
 
 from dotenv import dotenv_values
 from pydantic import Field, SecretStr, ValidationError
@@ -31,7 +32,7 @@ Port = Annotated[int, Field(ge=1, le=65535)]
 # Queue names end up in AMQP frames and logs: a plain token.
 QueueName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]{1,200}$")]
 
-Part = TypeVar("Part", bound="Settings")
+Config = TypeVar("Config")
 
 
 class Settings(BaseSettings):
@@ -64,6 +65,18 @@ class DatabaseSettings(Settings):
 
         return URL.create("postgresql+psycopg2", username=self.user, password=self.password.get_secret_value(),
                           host=self.host, port=self.port, database=self.name)
+
+    def engine(self, *, application_name: str, connect_timeout_s: int, statement_timeout_ms: int,
+               **options: Any) -> Any:
+        """A SQLAlchemy engine whose every wait is bounded, so that a dead or slow database is a quick error,
+        never a hung request: connecting, and each statement (PostgreSQL cancels it); `options` are the pool's."""
+        from sqlalchemy import create_engine
+
+        return create_engine(self.url(), connect_args={
+            "connect_timeout": connect_timeout_s,
+            "options": f"-c statement_timeout={statement_timeout_ms}",
+            "application_name": application_name,
+        }, **options)
 
 
 class RabbitSettings(Settings):
@@ -103,7 +116,21 @@ def environment() -> dict[str, str]:
     return {**from_file, **os.environ}
 
 
-def load(parts: Mapping[str, tuple[type[Settings], str]], environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+def part(prefix: str) -> Any:
+    """A field of a service's Config dataclass: its settings class, read under `prefix`."""
+    return field(metadata={"prefix": prefix})
+
+
+def load(config: type[Config], environ: Mapping[str, str] | None = None) -> Config:
+    """The service's Config, each of its parts read from `environ` (default: `environment()`), its other fields
+    left to their defaults; SettingsError naming every bad variable of every part."""
+    types = get_type_hints(config)
+    parts = {f.name: (types[f.name], f.metadata["prefix"]) for f in fields(config) if "prefix" in f.metadata}
+    return config(**load_parts(parts, environ))
+
+
+def load_parts(parts: Mapping[str, tuple[type[Settings], str]],
+               environ: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Each part, `name: (settings class, variable prefix)`, read from `environ` (default: `environment()`);
     SettingsError naming every bad variable of every part."""
     # Surrounding whitespace is never meant; a variable that is empty once stripped is not set (env_ignore_empty).
@@ -132,10 +159,10 @@ def _problem(kind: type[Settings], prefix: str, error: Any, environ: Mapping[str
     return f"{variable}={shown}: {error['msg'].removeprefix('Value error, ')}"
 
 
-def load_or_exit(parts: Mapping[str, tuple[type[Settings], str]], service: str) -> dict[str, Any]:
+def load_or_exit(config: type[Config], service: str) -> Config:
     """`load`, for an entry point: bad settings are logged, one line per variable, and the process exits 2."""
     try:
-        return load(parts)
+        return load(config)
     except SettingsError as exc:
         for problem in exc.problems:
             log.error("invalid %s settings: %s", service, problem)

@@ -130,6 +130,46 @@ class Served:
         self.stop()
 
 
+def alembic_config(service_dir: Path, database_url: Any) -> Any:
+    """The service's Alembic config, pointed at `database_url` (a test database) and leaving logging alone."""
+    from alembic.config import Config as AlembicConfig
+
+    config = AlembicConfig(str(service_dir / "alembic.ini"))
+    config.attributes["database_url"] = database_url
+    config.attributes["configure_logger"] = False
+    return config
+
+
+def migrate(service_dir: Path, database_url: Any) -> Any:
+    """Upgrade the service's test database to head; its URL, for fixtures that go on with it."""
+    from alembic import command
+
+    command.upgrade(alembic_config(service_dir, database_url), "head")
+    return database_url
+
+
+def check_migrations(service_dir: Path, database_url: Any, metadata: Any, *, table: str, head: str) -> None:
+    """The schema is owned by the migrations: down to base (`table` gone), up again (`table` back, at `head`),
+    and exactly the tables the models describe."""
+    from alembic import command
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+    from sqlalchemy import create_engine, inspect, text
+
+    config = alembic_config(service_dir, database_url)
+    engine = create_engine(database_url)
+    try:
+        command.downgrade(config, "base")
+        assert table not in inspect(engine).get_table_names()
+        command.upgrade(config, "head")
+        assert table in inspect(engine).get_table_names()
+        with engine.connect() as connection:
+            assert connection.scalar(text("SELECT version_num FROM alembic_version")) == head
+            assert compare_metadata(MigrationContext.configure(connection), metadata) == []
+    finally:
+        engine.dispose()
+
+
 class NotConfirmed(RuntimeError):
     """Some messages of a backlog were not confirmed by the broker (nacked, returned, or never answered)."""
 

@@ -11,7 +11,7 @@ from flask import Flask, jsonify
 from pydantic import BaseModel, ConfigDict
 
 from crud_common.errors import ApiError
-from crud_common.settings import RabbitSettings, environment, load
+from crud_common.settings import RabbitSettings, environment, load_parts
 from crud_common.webapp import (
     init_request_logging, json_body, note, query, refuse_query_parameters, register_error_handlers,
 )
@@ -67,8 +67,8 @@ def client(app: Flask):
 @pytest.fixture
 def rabbit() -> RabbitSettings:
     environ = environment()
-    return load({"rabbit": (RabbitSettings, "RABBITMQ_")}, {**environ, "RABBITMQ_VHOST": environ["RABBITMQ_TEST_VHOST"]})[
-        "rabbit"]
+    environ = {**environ, "RABBITMQ_VHOST": environ["RABBITMQ_TEST_VHOST"]}
+    return load_parts({"rabbit": (RabbitSettings, "RABBITMQ_")}, environ)["rabbit"]
 
 
 @pytest.fixture

@@ -10,28 +10,37 @@ from typing import Annotated
 import pytest
 from pydantic import Field, SecretStr
 
-from crud_common.settings import DatabaseSettings, RabbitSettings, Settings, SettingsError, environment, load
+from dataclasses import dataclass
+
+from crud_common.settings import (
+    DatabaseSettings, RabbitSettings, Settings, SettingsError, environment, load, load_parts, part,
+)
 
 DATABASE = {"INVENTORY_DB_HOST": "127.0.0.1", "INVENTORY_DB_PORT": "5432", "INVENTORY_DB_NAME": "movies_db",
             "INVENTORY_DB_USER": "inventory_user", "INVENTORY_DB_PASSWORD": "s3cret-value"}
 RABBIT = {"RABBITMQ_HOST": "127.0.0.1", "RABBITMQ_PORT": "5672", "RABBITMQ_VHOST": "v", "RABBITMQ_USER": "u",
           "RABBITMQ_PASSWORD": "also-s3cret", "RABBITMQ_QUEUE": "billing_queue"}
-PARTS = {"database": (DatabaseSettings, "INVENTORY_DB_"), "rabbit": (RabbitSettings, "RABBITMQ_")}
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    database: DatabaseSettings = part("INVENTORY_DB_")
+    rabbit: RabbitSettings = part("RABBITMQ_")
 
 
 def test_each_part_is_read_under_its_prefix():
-    parts = load(PARTS, {**DATABASE, **RABBIT, "BILLING_DB_HOST": "elsewhere"})
-    database = parts["database"]
+    config = load(ServiceConfig, {**DATABASE, **RABBIT, "BILLING_DB_HOST": "elsewhere"})
+    database = config.database
     assert (database.host, database.port, database.name) == ("127.0.0.1", 5432, "movies_db")
     assert database.url().render_as_string(hide_password=False).endswith("s3cret-value@127.0.0.1:5432/movies_db")
-    assert "s3cret" not in repr(database) and "s3cret" not in repr(parts["rabbit"])
+    assert "s3cret" not in repr(config)
 
 
 def test_every_bad_variable_of_every_part_is_named_and_no_secret_echoed():
     environ = {**DATABASE, **RABBIT, "INVENTORY_DB_PORT": "not-a-port", "RABBITMQ_PORT": "70000",
                "RABBITMQ_QUEUE": "no spaces", "INVENTORY_DB_PASSWORD": "", "RABBITMQ_HOST": "   "}
     with pytest.raises(SettingsError) as caught:
-        load(PARTS, environ)
+        load(ServiceConfig, environ)
     problems = caught.value.problems
     assert "INVENTORY_DB_PASSWORD is not set" in problems and "RABBITMQ_HOST is not set" in problems
     assert any(p.startswith("INVENTORY_DB_PORT='not-a-port': ") for p in problems)
@@ -46,7 +55,7 @@ class Token(Settings):
 
 def test_a_bad_secret_is_named_without_its_value():
     with pytest.raises(SettingsError) as caught:
-        load({"api": (Token, "API_")}, {"API_TOKEN": "short-secret"})
+        load_parts({"api": (Token, "API_")}, {"API_TOKEN": "short-secret"})
     assert caught.value.problems[0].startswith("API_TOKEN=(hidden): ")
     assert "short-secret" not in str(caught.value)
 
@@ -60,9 +69,20 @@ def test_the_env_file_is_read_under_the_environment_which_wins(tmp_path, monkeyp
     assert environ["FROM_FILE"] == "file" and environ["BOTH"] == "environment"
 
 
+def test_a_database_engine_bounds_every_wait():
+    engine = load(ServiceConfig, {**DATABASE, **RABBIT}).database.engine(
+        application_name="test", connect_timeout_s=3, statement_timeout_ms=5000, pool_size=2)
+    arguments = engine.dialect.create_connect_args(engine.url)[1]
+    assert engine.pool.size() == 2 and engine.url.password == "s3cret-value"
+    assert "s3cret" not in repr(engine)
+    assert arguments["host"] == "127.0.0.1" and arguments["dbname"] == "movies_db"
+
+
 def test_an_entry_point_with_bad_settings_exits_2_naming_them():
-    script = ("from crud_common.logs import configure_logging; from crud_common.settings import *; configure_logging(); "
-              "load_or_exit({'rabbit': (RabbitSettings, 'NOWHERE_')}, 'test')")
+    script = ("from dataclasses import dataclass; from crud_common.logs import configure_logging; "
+              "from crud_common.settings import *; configure_logging()\n"
+              "@dataclass\nclass C:\n    rabbit: RabbitSettings = part('NOWHERE_')\n"
+              "load_or_exit(C, 'test')")
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=30)
     assert result.returncode == 2
     assert "invalid test settings: NOWHERE_HOST is not set" in result.stdout

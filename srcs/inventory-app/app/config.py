@@ -5,16 +5,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from crud_common.settings import DatabaseSettings, HttpServerSettings
-
-# The parts of the settings, each read under its prefix.
-PARTS = {"server": (HttpServerSettings, "INVENTORY_"), "database": (DatabaseSettings, "INVENTORY_DB_")}
+from crud_common.settings import DatabaseSettings, HttpServerSettings, part
 
 
 @dataclass(frozen=True)
 class Config:
-    server: HttpServerSettings
-    database: DatabaseSettings
+    server: HttpServerSettings = part("INVENTORY_")
+    database: DatabaseSettings = part("INVENTORY_DB_")
     # Bounded waits, so that a dead or slow database turns into a quick 503, never a hung request.
     db_connect_timeout_s: int = 3
     db_statement_timeout_ms: int = 5000

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Concatenate, ParamSpec, TypeVar
 
 from flask import Flask, current_app, g
-from sqlalchemy import Connection, Engine, create_engine
+from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import DeclarativeBase
 
@@ -30,8 +30,10 @@ class Database:
     """The service's SQLAlchemy engine, bound to a Flask app in the factory."""
 
     def __init__(self, config: Config) -> None:
-        self.engine: Engine = create_engine(
-            config.database.url(),
+        self.engine: Engine = config.database.engine(
+            application_name="inventory-app",
+            connect_timeout_s=config.db_connect_timeout_s,
+            statement_timeout_ms=config.db_statement_timeout_ms,
             # No ping before each use: it is an extra round trip on every request. A connection that died while
             # pooled (PostgreSQL restarted) fails its first statement instead; SQLAlchemy then invalidates the
             # whole pool, and reads are retried once on a fresh connection (`read`).
@@ -45,11 +47,6 @@ class Database:
             pool_size=config.server.threads,
             max_overflow=2,
             pool_timeout=config.db_pool_timeout_s,
-            connect_args={
-                "connect_timeout": config.db_connect_timeout_s,
-                "options": f"-c statement_timeout={config.db_statement_timeout_ms}",
-                "application_name": "inventory-app",
-            },
         )
 
     def init_app(self, app: Flask) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from alembic import command
+from crud_common.testing import migrate
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import create_engine, text
@@ -14,7 +14,7 @@ from sqlalchemy.engine import URL
 from app import create_app
 from app.config import Config
 
-from .support import alembic_config, config_for_tests
+from .support import SERVICE_DIR, config_for_tests
 from .tcp_proxy import TcpRelay
 
 
@@ -25,8 +25,7 @@ def config() -> Config:
 
 @pytest.fixture(scope="session")
 def migrated_database(config: Config) -> URL:
-    command.upgrade(alembic_config(config.database.url()), "head")
-    return config.database.url()
+    return migrate(SERVICE_DIR, config.database.url())
 
 
 @pytest.fixture

@@ -1,15 +1,13 @@
-"""Helpers of the inventory's suite: its settings pointed at the test database, and Alembic on it."""
+"""Helpers of the inventory's suite: its settings pointed at the test database."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from alembic.config import Config as AlembicConfig
 from crud_common import testing
 from crud_common.settings import load
-from sqlalchemy.engine import URL
 
-from app.config import PARTS, Config
+from app.config import Config
 
 SERVICE_DIR = Path(__file__).resolve().parents[1]
 
@@ -21,11 +19,4 @@ def environ_for_tests(**overrides: str) -> dict[str, str]:
 
 
 def config_for_tests(**overrides: str) -> Config:
-    return Config(**load(PARTS, environ_for_tests(**overrides)))
-
-
-def alembic_config(database_url: URL) -> AlembicConfig:
-    cfg = AlembicConfig(str(SERVICE_DIR / "alembic.ini"))
-    cfg.attributes["database_url"] = database_url
-    cfg.attributes["configure_logger"] = False
-    return cfg
+    return load(Config, environ_for_tests(**overrides))

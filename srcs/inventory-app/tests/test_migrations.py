@@ -2,30 +2,16 @@
 
 from __future__ import annotations
 
-from alembic import command
-from alembic.autogenerate import compare_metadata
-from alembic.migration import MigrationContext
-from sqlalchemy import inspect, text
+from crud_common.testing import check_migrations
+from sqlalchemy import text
 
 from app.db import Base
 
-from .support import alembic_config
+from .support import SERVICE_DIR
 
 
-def test_migrations_go_down_and_up_again(migrated_database, admin_engine):
-    cfg = alembic_config(migrated_database)
-    command.downgrade(cfg, "base")
-    assert "movies" not in inspect(admin_engine).get_table_names()
-    command.upgrade(cfg, "head")
-    assert "movies" in inspect(admin_engine).get_table_names()
-    with admin_engine.connect() as connection:
-        assert connection.scalar(text("SELECT version_num FROM alembic_version")) == "0002"
-
-
-def test_schema_matches_the_models(migrated_database, admin_engine):
-    with admin_engine.connect() as connection:
-        diff = compare_metadata(MigrationContext.configure(connection), Base.metadata)
-    assert diff == []
+def test_the_schema_is_the_migrations_and_matches_the_models(migrated_database):
+    check_migrations(SERVICE_DIR, migrated_database, Base.metadata, table="movies", head="0002")
 
 
 def test_title_search_uses_the_trigram_index(migrated_database, admin_engine):

@@ -1,19 +1,10 @@
-"""Create the orders table, unique on message_id (the idempotency key).
-
-Revision ID: 0001
-Revises:
-Create Date: 2026-11-22
-"""
-
-from __future__ import annotations
+"""Create the orders table, unique on message_id (the idempotency key)."""
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0001"
 down_revision = None
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:

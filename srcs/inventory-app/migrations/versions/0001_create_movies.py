@@ -1,19 +1,10 @@
-"""Create movies, with a trigram index for the title search.
-
-Revision ID: 0001
-Revises:
-Create Date: 2026-11-22
-"""
-
-from __future__ import annotations
+"""Create movies, with a trigram index for the title search."""
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0001"
 down_revision = None
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:

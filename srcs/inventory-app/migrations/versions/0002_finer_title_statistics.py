@@ -6,20 +6,12 @@ titles match by trying the pattern on the column's histogram. With the default 1
 titles hits 0 to 4 of them depending on the sample ANALYZE happened to draw, and at 0 the planner takes the
 trigram plan and sorts tens of thousands of rows (measured on 1,000,000 movies: `?title=love` went from 2.7 ms to
 30 ms after an autovacuum ANALYZE). With 1000 buckets the estimate is steady (bench/README.md).
-
-Revision ID: 0002
-Revises: 0001
-Create Date: 2026-11-24
 """
-
-from __future__ import annotations
 
 from alembic import op
 
 revision = "0002"
 down_revision = "0001"
-branch_labels = None
-depends_on = None
 
 TITLE_STATISTICS_TARGET = 1000
 
