@@ -7,7 +7,8 @@ for lib in postgres rabbitmq python pm2 services firewall vm; do source "$ROOT/s
 
 # The code on the VM's disk (/opt/crud-master), .env's settings, the other VMs' addresses.
 vm_begin gateway
-# The gateway's venv (it has no database and no broker of its own); api_gateway online in root's PM2.
+# nginx (the gateway's front) and the gateway's venv (it has no database and no broker of its own);
+# api_gateway_front and api_gateway online in root's PM2.
 role_up gateway
 # PM2 at boot (with SIGTERM as its stop signal), log rotation, and the firewall: SSH and the gateway port.
 vm_finish gateway

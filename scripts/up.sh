@@ -16,7 +16,7 @@ billing_provision
 gateway_provision
 pm2_install
 pm2_daemon_ensure
-pm2_start_apps inventory_app billing_app api_gateway
+pm2_start_apps inventory_app billing_app api_gateway api_gateway_front
 
 gateway=http://$GATEWAY_HOST:$GATEWAY_PORT
 wait_until 90 "the gateway to report every dependency up ($gateway/health)" curl -fsS -o /dev/null "$gateway/health"
@@ -27,7 +27,7 @@ fi
 cat <<MSG
 
 crud-master is up.
-  gateway      $gateway            (pm2 list shows api_gateway, inventory_app, billing_app)
+  gateway      $gateway            (pm2 list shows api_gateway_front, api_gateway, inventory_app, billing_app)
   Swagger UI   $gateway/docs
   try          curl -s $gateway/api/movies/
                curl -s -X POST $gateway/api/movies/ -H 'Content-Type: application/json' \\

@@ -22,7 +22,8 @@ host_ip() {
 # The environment each role's processes run with: their own PM2 daemon, and the admin tools pointed
 # at the role's own PostgreSQL socket and RabbitMQ node.
 host_env() {
-  echo "PM2_HOME=$HOSTS_DIR/$1/pm2 PGHOST=$HOSTS_DIR/$1/pg RABBITMQ_NODENAME=rabbit@localhost"
+  echo "PM2_HOME=$HOSTS_DIR/$1/pm2 PGHOST=$HOSTS_DIR/$1/pg RABBITMQ_NODENAME=rabbit@localhost" \
+    "GATEWAY_RUNTIME_DIR=$HOSTS_DIR/$1/run"
 }
 
 # in_host ROLE COMMAND...: run a command on that "VM".

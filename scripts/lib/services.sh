@@ -33,6 +33,22 @@ billing_provision() {
   alembic_upgrade billing-app
 }
 
+# The gateway: its venv, and nginx for its front (api_gateway_front runs nginx itself, from its own
+# configuration; the distribution's nginx service, with its default site on port 80, is not ours and stays off).
 gateway_provision() {
+  apt_install_missing nginx-light
+  nginx_service_off
   venv_ensure "$ROOT/srcs/api-gateway"
+}
+
+nginx_service_off() {
+  if has_systemd; then
+    if systemctl is-enabled -q nginx 2>/dev/null || systemctl is-active -q nginx 2>/dev/null; then
+      changed "nginx: the distribution's own service off (the gateway's front runs its own nginx)"
+      systemctl disable -q --now nginx
+    fi
+  elif [ -f /run/nginx.pid ] && kill -0 "$(cat /run/nginx.pid)" 2>/dev/null; then
+    changed "nginx: the distribution's own service stopped (the gateway's front runs its own nginx)"
+    nginx -s quit
+  fi
 }

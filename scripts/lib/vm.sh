@@ -8,10 +8,10 @@
 
 VM_APP_DIR=/opt/crud-master
 
-# role_app ROLE: the PM2 app of config.yaml that runs on that role's machine.
-role_app() {
+# role_apps ROLE: the PM2 apps of config.yaml that run on that role's machine.
+role_apps() {
   case $1 in
-    gateway) echo api_gateway ;; inventory) echo inventory_app ;; billing) echo billing_app ;;
+    gateway) echo api_gateway api_gateway_front ;; inventory) echo inventory_app ;; billing) echo billing_app ;;
     *) die "unknown role '$1' (gateway, inventory, billing)" ;;
   esac
 }
@@ -45,13 +45,14 @@ role_up() {
   "${1}_provision"
   pm2_install
   pm2_daemon_ensure
-  pm2_start_apps "$(role_app "$1")"
+  # shellcheck disable=SC2046 # one word per app
+  pm2_start_apps $(role_apps "$1")
 }
 
 # role_done ROLE: the closing line; a re-provisioning that changed nothing says so.
 role_done() {
   if [ ${#CHANGES[@]} -eq 0 ]; then log "$1 role: nothing to do, everything was already in place"; fi
-  log "$1 role ready: sudo pm2 list shows $(role_app "$1")"
+  log "$1 role ready: sudo pm2 list shows $(role_apps "$1")"
 }
 
 # --- steps only a real VM has ---------------------------------------------------------------------------

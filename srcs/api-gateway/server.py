@@ -23,12 +23,18 @@ def main() -> None:
     configure_logging()
     config = load_or_exit(Config, "gateway")
     rabbit = config.rabbitmq
-    log.info("api gateway on %s:%s (host %s) -> inventory %s, rabbitmq %s:%s/%s queue %s", config.gateway.host,
-             config.gateway.port, socket.gethostname(), config.inventory.url, rabbit.host, rabbit.port, rabbit.vhost,
-             rabbit.queue)
-    # Threads overlap the waits on the inventory and on broker confirms; each holds its own AMQP connection and
-    # at most one pooled HTTP connection. A short keepalive: clients are many, and a kept connection holds a slot.
-    serve(config.gateway, lambda: create_app(config), name="api_gateway", keepalive=5)
+    log.info("api gateway on %s (behind its front on %s:%s, host %s) -> inventory %s, rabbitmq %s:%s/%s queue %s",
+             config.gateway.app_socket, config.gateway.host, config.gateway.port, socket.gethostname(),
+             config.inventory.url, rabbit.host, rabbit.port, rabbit.vhost, rabbit.queue)
+    if not config.gateway.api_keys:
+        log.warning("no GATEWAY_API_KEYS: anyone who reaches the gateway may change movies and place orders "
+                    "(README, Security)")
+    # Behind the front (front.py: nginx), on a unix socket: nginx hands over whole requests only, one connection
+    # each. Threads overlap the waits on the inventory and on broker confirms; each holds its own AMQP connection
+    # and at most one pooled HTTP connection.
+    config.gateway.runtime_dir.mkdir(parents=True, exist_ok=True)
+    serve(config.gateway, lambda: create_app(config), name="api_gateway", keepalive=5,
+          bind=f"unix:{config.gateway.app_socket}")
 
 
 if __name__ == "__main__":

@@ -4,10 +4,11 @@
 from __future__ import annotations
 
 from crud_common.webapp import init_request_logging, refuse_query_parameters, register_error_handlers
-from flask import Flask
+from flask import Flask, request
 
 from .config import Config
 from .inventory_client import InventoryClient
+from .keys import require_key
 from .proxy import InventoryProxy, mount
 from .publisher import Publisher
 from .routes import bp
@@ -30,9 +31,18 @@ def create_app(config: Config) -> Flask:
                                             heartbeat_s=config.gateway.amqp_heartbeat_s)
     init_request_logging(app, "gateway.access", upstream="-")
     register_error_handlers(app)
-    # The gateway's own routes (billing, health, docs) take no query parameter.
-    app.before_request(refuse_query_parameters)
+    keys = config.gateway.api_keys
+
+    @app.before_request
+    def _keys_then_no_query() -> None:
+        if request.routing_exception is not None:
+            return  # an unknown path or method: its 404 or 405 comes first
+        require_key(request.method, request.headers.get("X-API-Key"), request.headers.get("Authorization"), keys)
+        # The gateway's own routes (billing, health, docs) take no query parameter.
+        refuse_query_parameters()
+
     app.register_blueprint(bp)
     # /api/movies... bypasses Flask: a WSGI proxy of its own in front of it (app/proxy.py says why).
-    app.wsgi_app = mount(InventoryProxy(inventory, config.gateway.max_body_bytes), app.wsgi_app)  # type: ignore[method-assign]
+    proxy = InventoryProxy(inventory, config.gateway.max_body_bytes, keys)
+    app.wsgi_app = mount(proxy, app.wsgi_app)  # type: ignore[method-assign]
     return app

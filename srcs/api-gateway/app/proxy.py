@@ -26,11 +26,13 @@ from crud_common.logs import one_line
 from crud_common.request_ids import request_id_from
 from crud_common.serving import MAX_HEADER_FIELD_BYTES, MAX_HEADER_FIELDS, MAX_REQUEST_LINE
 from crud_common.webapp import log_access
+from pydantic import SecretStr
 from urllib3.exceptions import (
     EmptyPoolError, HTTPError, MaxRetryError, NewConnectionError, ProtocolError, ReadTimeoutError,
 )
 
 from .inventory_client import InventoryClient
+from .keys import require_key
 
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("gateway.access")
@@ -69,9 +71,10 @@ def mount(proxy: WSGIApp, fallback: WSGIApp) -> WSGIApp:
 class InventoryProxy:
     """The WSGI application of the proxied paths."""
 
-    def __init__(self, client: InventoryClient, max_body_bytes: int) -> None:
+    def __init__(self, client: InventoryClient, max_body_bytes: int, api_keys: tuple[SecretStr, ...] = ()) -> None:
         self.client = client
         self.max_body_bytes = max_body_bytes
+        self.api_keys = api_keys
 
     def __call__(self, environ: WSGIEnviron, start_response: StartResponse) -> Iterable[bytes]:
         started = time.perf_counter()
@@ -102,8 +105,10 @@ class InventoryProxy:
     ) -> urllib3.BaseHTTPResponse:
         if method not in PROXIED_METHODS:
             raise ApiError(405, f"{shorten(method)} is not allowed on {shorten(environ.get('PATH_INFO', ''))}")
+        require_key(method, environ.get("HTTP_X_API_KEY"), environ.get("HTTP_AUTHORIZATION"), self.api_keys)
         body = read_body(environ, self.max_body_bytes) or None
-        headers = _forwarded_headers(environ, request_id, self.client.host_header)
+        headers = _forwarded_headers(environ, request_id, self.client.host_header,
+                                     keys_in_use=bool(self.api_keys))
         _check_upstream_limits(method, self.client.base_path + target, headers)
         try:
             return self.client.request(method, target, headers, body)
@@ -189,8 +194,11 @@ def _connection_tokens(values: Iterable[str]) -> set[str]:
     return {token.strip().lower() for value in values for token in value.split(",") if token.strip()}
 
 
-def _forwarded_headers(environ: WSGIEnviron, request_id: str, host: str) -> dict[str, str]:
-    skip = _NOT_FORWARDED_REQUEST | _connection_tokens([environ.get("HTTP_CONNECTION", "")])
+def _forwarded_headers(environ: WSGIEnviron, request_id: str, host: str, *,
+                       keys_in_use: bool) -> dict[str, str]:
+    # The gateway's API key is for the gateway: it does not travel further (nor an Authorization that carried it).
+    skip = _NOT_FORWARDED_REQUEST | {"x-api-key"} | ({"authorization"} if keys_in_use else set())
+    skip |= _connection_tokens([environ.get("HTTP_CONNECTION", "")])
     headers: dict[str, str] = {"Host": host}
     for key, value in environ.items():
         if key.startswith("HTTP_"):
@@ -200,9 +208,10 @@ def _forwarded_headers(environ: WSGIEnviron, request_id: str, host: str) -> dict
     if environ.get("CONTENT_TYPE"):
         headers["Content-Type"] = environ["CONTENT_TYPE"]
     headers["X-Request-ID"] = request_id
+    # Behind the front, the peer is a unix socket and the front has already added the client's address.
     client = environ.get("REMOTE_ADDR", "")
     previous = environ.get("HTTP_X_FORWARDED_FOR")
-    headers["X-Forwarded-For"] = f"{previous}, {client}" if previous else client
+    headers["X-Forwarded-For"] = ", ".join(part for part in (previous, client) if part)
     return headers
 
 

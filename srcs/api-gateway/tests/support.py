@@ -4,6 +4,7 @@ own venv (on the inventory's test database, never movies_db)."""
 from __future__ import annotations
 
 import subprocess
+import sys
 from pathlib import Path
 
 from crud_common import testing
@@ -24,7 +25,8 @@ def environ_for_tests(**overrides: str) -> dict[str, str]:
     environ = testing.environ_for_tests()
     return {
         **environ, "RABBITMQ_VHOST": environ["RABBITMQ_TEST_VHOST"], "GATEWAY_HOST": "127.0.0.1",
-        "GATEWAY_PORT": str(free_port()), "INVENTORY_URL": f"http://127.0.0.1:{free_port()}", **overrides,
+        "GATEWAY_PORT": str(free_port()), "INVENTORY_URL": f"http://127.0.0.1:{free_port()}",
+        "GATEWAY_RUNTIME_DIR": "/run/crud-master-tests", **overrides,
     }
 
 
@@ -44,6 +46,36 @@ def migrate_inventory_test_database() -> None:
         cwd=INVENTORY_DIR, env=inventory_environ(free_port()), capture_output=True, text=True, timeout=60,
     )
     assert result.returncode == 0, f"the inventory's migrations failed:\n{result.stdout}{result.stderr}"
+
+
+class GatewayProcesses:
+    """The gateway as PM2 runs it: its application (server.py, gunicorn on a unix socket) and its front (front.py,
+    nginx on GATEWAY_PORT), each its own process; `output` holds both logs once they stopped."""
+
+    def __init__(self, environ: dict[str, str]) -> None:
+        self.config = load(Config, environ)
+        self.port = self.config.gateway.port
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.application = Served(SERVICE_DIR, sys.executable, environ, self.port,
+                                  ready=self.config.gateway.app_socket.exists)
+        self.front = Served(SERVICE_DIR, sys.executable, environ, self.port, "/openapi.yaml", script="front.py")
+        self.output = ""
+
+    def __enter__(self) -> GatewayProcesses:
+        self.config.gateway.app_socket.unlink(missing_ok=True)
+        self.application.start()
+        try:
+            self.front.start()
+        except BaseException:
+            self.application.stop()
+            raise
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.front.stop()
+        self.application.stop()
+        self.output = self.front.output + self.application.output
+        self.returncodes = (self.front.returncode, self.application.returncode)
 
 
 class InventoryProcess(Served):

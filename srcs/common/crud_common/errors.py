@@ -14,6 +14,7 @@ from pydantic import ValidationError
 # the gateway's proxy and the HTTP server's refusals alike.
 CODES: dict[int, str] = {
     400: "bad_request",
+    401: "unauthorized",
     403: "forbidden",
     404: "not_found",
     405: "method_not_allowed",
@@ -21,6 +22,7 @@ CODES: dict[int, str] = {
     414: "uri_too_long",
     415: "unsupported_media_type",
     417: "expectation_failed",
+    429: "too_many_requests",
     431: "request_header_fields_too_large",
     500: "internal_error",
     501: "not_implemented",
@@ -44,12 +46,15 @@ def code_for(status: int) -> str:
 class ApiError(Exception):
     """An expected failure with its HTTP status, machine code and a message for humans."""
 
-    def __init__(self, status: int, message: str, *, code: str | None = None, details: Details | None = None) -> None:
+    def __init__(self, status: int, message: str, *, code: str | None = None, details: Details | None = None,
+                 headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.code = code or code_for(status)
         self.message = message
         self.details = details
+        # Headers the answer must carry (a 401's WWW-Authenticate, a 429's Retry-After).
+        self.headers = headers or {}
 
 
 class BrokenStream(ConnectionResetError):
@@ -122,5 +127,6 @@ def status_line(status: int) -> str:
 def wsgi_error(error: ApiError, request_id: str) -> tuple[str, list[tuple[str, str]], bytes]:
     """(status line, headers, body) of an error answered outside Flask: by a raw WSGI app or the HTTP server."""
     body = error_json(error.code, error.message, request_id, error.details)
-    headers = [("Content-Type", "application/json"), ("Content-Length", str(len(body))), ("X-Request-ID", request_id)]
+    headers = [("Content-Type", "application/json"), ("Content-Length", str(len(body))), ("X-Request-ID", request_id),
+               *error.headers.items()]
     return status_line(error.status), headers, body

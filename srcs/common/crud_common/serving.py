@@ -111,6 +111,9 @@ class GunicornServer(BaseApplication):
             "logger_class": GunicornLogger,
             "loglevel": "info",
             "proc_name": name,
+            # gunicorn's control socket is one path per user ($HOME/.gunicorn/gunicorn.ctl), which every gunicorn
+            # of the machine would share; PM2 is the controller here.
+            "control_socket_disable": True,
         }
         super().__init__()
 
@@ -122,8 +125,9 @@ class GunicornServer(BaseApplication):
         return self._load_app()
 
 
-def serve(server: Any, load_app: Callable[[], Any], *, name: str, keepalive: int) -> None:
-    """Run gunicorn in this process until SIGTERM, on `server` (HttpServerSettings), with `load_app` run in each
-    worker after the fork."""
-    GunicornServer(load_app, name=name, bind=f"{server.host}:{server.port}", workers=server.workers,
+def serve(server: Any, load_app: Callable[[], Any], *, name: str, keepalive: int, bind: str | None = None) -> None:
+    """Run gunicorn in this process until SIGTERM, with `load_app` run in each worker after the fork: on `bind`
+    (e.g. "unix:/path"), else on `server`'s host and port; its workers and threads are `server`'s
+    (HttpServerSettings)."""
+    GunicornServer(load_app, name=name, bind=bind or f"{server.host}:{server.port}", workers=server.workers,
                    threads=server.threads, keepalive=keepalive).run()

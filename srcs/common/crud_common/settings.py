@@ -15,7 +15,7 @@ import sys
 from collections.abc import Mapping
 from dataclasses import field, fields
 from pathlib import Path
-from typing import Annotated, Any, TypeVar, get_type_hints
+from typing import Annotated, Any, TypeVar, get_args, get_type_hints
 
 from dotenv import dotenv_values
 from pydantic import Field, SecretStr, ValidationError
@@ -155,8 +155,13 @@ def _problem(kind: type[Settings], prefix: str, error: Any, environ: Mapping[str
     if error["type"] == "missing":
         return f"{variable} is not set"
     annotation = kind.model_fields[field].annotation if field in kind.model_fields else None
-    shown = "(hidden)" if annotation is SecretStr else repr(environ.get(variable, ""))
+    shown = "(hidden)" if _holds_a_secret(annotation) else repr(environ.get(variable, ""))
     return f"{variable}={shown}: {error['msg'].removeprefix('Value error, ')}"
+
+
+def _holds_a_secret(annotation: Any) -> bool:
+    """SecretStr itself, or a type made of it (a tuple of keys): its value is never echoed."""
+    return annotation is SecretStr or any(_holds_a_secret(arg) for arg in get_args(annotation))
 
 
 def load_or_exit(config: type[Config], service: str) -> Config:

@@ -80,13 +80,15 @@ def raw_exchange(port: int, request: bytes, *, half_close: bool = False, timeout
 
 
 class Served:
-    """A service's `server.py` running for real, started and stopped by a test (or used as a context manager);
-    `output` holds everything it logged, once it stopped."""
+    """A service's `server.py` (or another entry point) running for real, started and stopped by a test (or used
+    as a context manager); `output` holds everything it logged, once it stopped."""
 
     def __init__(self, service_dir: Path, python: Path | str, environ: Mapping[str, str], port: int,
-                 ready_path: str = "/health") -> None:
+                 ready_path: str = "/health", *, script: str = "server.py",
+                 ready: Callable[[], bool] | None = None) -> None:
         self.service_dir, self.python, self.environ = service_dir, python, dict(environ)
-        self.port, self.ready_path = port, ready_path
+        self.port, self.ready_path, self.script = port, ready_path, script
+        self._ready = ready or (lambda: http_status(self.base + self.ready_path) is not None)
         self.process: subprocess.Popen[str] | None = None
         self.output = ""
 
@@ -95,14 +97,14 @@ class Served:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> Served:
-        """Start it, and return once it answers `ready_path` (any status)."""
+        """Start it, and return once it is ready: by default, once it answers `ready_path` (any status)."""
         self.process = process = subprocess.Popen(
-            [str(self.python), "server.py"], cwd=self.service_dir, env=self.environ,
+            [str(self.python), self.script], cwd=self.service_dir, env=self.environ,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )
         try:
-            wait_for(f"{self.service_dir.name} to answer on port {self.port}",
-                     lambda: process.poll() is not None or http_status(self.base + self.ready_path) is not None)
+            wait_for(f"{self.service_dir.name}/{self.script} to be ready",
+                     lambda: process.poll() is not None or self._ready())
             assert process.poll() is None, f"{self.service_dir.name} exited with {process.returncode}"
         except BaseException:
             self.stop()  # never leave a server behind

@@ -65,6 +65,7 @@ def note(name: str, value: str) -> None:
 def error_response(error: ApiError, **extra: Any) -> Response:
     response = jsonify({**error_document(error.code, error.message, g.get("request_id", ""), error.details), **extra})
     response.status_code = error.status
+    response.headers.update(error.headers)
     return response
 
 

@@ -18,6 +18,9 @@ MAX_ID = 2**63 - 1
 MAX_PAGE_SIZE = 100
 
 _DIGITS = re.compile(r"[0-9]{1,19}")
+# A run of three letters or digits: what gives pg_trgm a trigram to look up. A term without one (one or two
+# characters, punctuation only) cannot use the title index and would scan every movie.
+_SEARCHABLE = re.compile(r"[A-Za-z0-9]{3}")
 
 
 def _storable_text(text: str) -> str:
@@ -33,6 +36,13 @@ def _has_visible_character(text: str) -> str:
     if not text.strip(" \t\n\v\f\r"):
         raise ValueError("must contain a character other than whitespace")
     return text
+
+
+def _searchable(term: str) -> str:
+    if term and not _SEARCHABLE.search(term):
+        raise ValueError("must contain at least 3 letters or digits in a row (a shorter term cannot use the title "
+                         "index, and would scan every movie)")
+    return term
 
 
 def _query_integer(value: Any) -> Any:
@@ -91,6 +101,7 @@ class ListQuery(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    title: Annotated[str, Field(max_length=TITLE_MAX_LENGTH), AfterValidator(_storable_text)] = ""
+    title: Annotated[str, Field(max_length=TITLE_MAX_LENGTH), AfterValidator(_storable_text),
+                     AfterValidator(_searchable)] = ""
     limit: Annotated[int, BeforeValidator(_query_integer), Field(ge=1, le=MAX_PAGE_SIZE)] | None = None
     after: Annotated[int, BeforeValidator(_query_integer), Field(ge=0, le=MAX_ID)] = 0

@@ -198,3 +198,32 @@ def test_an_error_names_a_few_fields_and_stays_small(client):
 def test_an_echoed_value_is_cut_short(client):
     error = assert_error(client.get("/api/movies/" + "9" * 3000), 400, "validation_error", "id")
     assert len(error["message"]) < 200
+
+
+@pytest.mark.parametrize("term", ["ab", "!!", "%%%", "a b c", "a-b-c", "東京都", "é" * 10, "__"])
+def test_a_title_term_the_index_cannot_help_with_is_400(client, term):
+    error = assert_error(client.get("/api/movies", query_string={"title": term}), 400, "validation_error", "title")
+    assert "at least 3 letters or digits in a row" in error["message"]
+
+
+@pytest.mark.parametrize("term", ["god", "Amélie", "x-men", "100%", "GODFATHER"])
+def test_a_title_term_with_three_letters_or_digits_in_a_row_is_searched(client, term):
+    assert client.get("/api/movies", query_string={"title": term}).status_code == 200
+
+
+def test_a_statement_over_the_timeout_is_cancelled_and_a_503(config, migrated_database, admin_engine):
+    # A lock held elsewhere keeps the statement waiting: PostgreSQL cancels it at the timeout, and the client
+    # gets a 503 in the error shape instead of a request hanging for as long as the lock stays.
+    import dataclasses
+
+    from sqlalchemy import text
+
+    from app import create_app
+
+    app = create_app(dataclasses.replace(config, db_statement_timeout_ms=300))
+    with admin_engine.connect() as locker:
+        locker.execute(text("LOCK TABLE movies IN ACCESS EXCLUSIVE MODE"))
+        response = app.test_client().get("/api/movies/1")
+        locker.rollback()
+    app.extensions["database"].engine.dispose()
+    assert_error(response, 503, "service_unavailable")

@@ -1,0 +1,178 @@
+"""The front (nginx, front.py) for real, in front of the application: slow clients starve nobody, a client's
+requests and connections are capped (429 with Retry-After), the application restarting is a 503 to retry, and
+every one of nginx's own answers is in the platform's JSON error shape with the request's id."""
+
+from __future__ import annotations
+
+import http.client
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import pytest
+import requests
+from crud_common.testing import wait_for
+
+from .fake_upstreams import FakeUpstream, slow
+from .support import GatewayProcesses, environ_for_tests
+
+HEADER_TIMEOUT_S = 2
+
+
+@contextmanager
+def front(**settings: str) -> Iterator[GatewayProcesses]:
+    environ = environ_for_tests(GATEWAY_WORKERS="1", GATEWAY_THREADS="4",
+                                GATEWAY_CLIENT_HEADER_TIMEOUT_S=str(HEADER_TIMEOUT_S),
+                                GATEWAY_CLIENT_BODY_TIMEOUT_S=str(HEADER_TIMEOUT_S), **settings)
+    with GatewayProcesses(environ) as served:
+        yield served
+
+
+def open_connections(port: int, count: int, first_bytes: bytes) -> list[socket.socket]:
+    sockets = []
+    for _ in range(count):
+        sock = socket.create_connection(("127.0.0.1", port), timeout=60)
+        sock.sendall(first_bytes)
+        sockets.append(sock)
+    return sockets
+
+
+def closed_by_the_server(sock: socket.socket) -> bool:
+    sock.settimeout(0.05)
+    try:
+        while data := sock.recv(65536):  # an answer (a 408), then the close
+            del data
+        return True
+    except TimeoutError:
+        return False
+    except ConnectionError:
+        return True
+
+
+def test_clients_that_send_a_byte_and_stop_starve_nobody_and_are_closed(inventory):
+    # More connections than the application has threads (4), each holding a started request: behind the front
+    # none of them reaches a thread, and each is closed once the header timeout is over.
+    with front(INVENTORY_URL=inventory.url) as served:
+        stalled = open_connections(served.port, 20, b"G")
+        trickling = open_connections(served.port, 16, b"GET /health HTTP/1.1\r\nHost: x\r\n")
+        stop = threading.Event()
+
+        def trickle() -> None:
+            while not stop.is_set():
+                for sock in trickling:
+                    try:
+                        sock.sendall(b"X-Slow: 1\r\n")
+                    except OSError:
+                        pass
+                stop.wait(0.5)
+
+        feeder = threading.Thread(target=trickle, daemon=True)
+        feeder.start()
+        try:
+            for _ in range(5):
+                assert requests.get(f"{served.base}/health", timeout=5).status_code == 200
+                assert requests.get(f"{served.base}/api/movies?limit=1", timeout=5).status_code == 200
+            for sock in stalled + trickling:
+                wait_for("the front to close a slow connection", lambda sock=sock: closed_by_the_server(sock),
+                         timeout_s=HEADER_TIMEOUT_S * 10)
+        finally:
+            stop.set()
+            feeder.join()
+            for sock in stalled + trickling:
+                sock.close()
+    assert "X-Slow" not in served.application.output and served.application.output.count("GET /health") == 5
+
+
+def test_a_body_that_stalls_is_dropped_before_the_application_sees_it(inventory, amqp, config):
+    with front(INVENTORY_URL=inventory.url) as served:
+        [sock] = open_connections(served.port, 1, b"POST /api/billing HTTP/1.1\r\nHost: x\r\n"
+                                                  b"Content-Type: application/json\r\nContent-Length: 60\r\n\r\n{")
+        wait_for("the front to drop the stalled upload", lambda: closed_by_the_server(sock),
+                 timeout_s=HEADER_TIMEOUT_S * 10)
+        sock.close()
+        assert requests.get(f"{served.base}/health", timeout=5).status_code == 200
+    assert "POST /api/billing" not in served.application.output
+    assert amqp.queue_declare(config.rabbitmq.queue, passive=True).method.message_count == 0
+
+
+@dataclass
+class Answer:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+
+def pipelined(port: int, count: int) -> list[Answer]:
+    """`count` GET /health sent at once on one connection (HTTP/1.1 pipelining), and their answers in order."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n" * count)
+        reader = sock.makefile("rb")
+        answers = []
+        for _ in range(count):
+            status = int(reader.readline().split()[1])
+            headers = {}
+            while (line := reader.readline().decode("latin-1").strip()):
+                name, _, value = line.partition(": ")
+                headers[name.lower()] = value
+            answers.append(Answer(status, headers, reader.read(int(headers["content-length"]))))
+    return answers
+
+
+def test_a_client_over_its_rate_gets_429_with_retry_after(inventory):
+    with front(INVENTORY_URL=inventory.url, GATEWAY_RATE_LIMIT_PER_S="2", GATEWAY_RATE_LIMIT_BURST="3") as served:
+        answers = pipelined(served.port, 20)
+        statuses = [answer.status for answer in answers]
+        # The burst goes through at once, then the rest of what came in the same instant is refused.
+        assert statuses[:3] == [200] * 3 and statuses.count(200) <= 4 and 429 in statuses, statuses
+        refused = next(answer for answer in answers if answer.status == 429)
+        assert refused.headers["retry-after"] == "1" and refused.headers["content-type"] == "application/json"
+        assert b'"error":"too_many_requests"' in refused.body
+        assert refused.headers["x-request-id"].encode() in refused.body
+        time.sleep(2.5)  # the bucket refills at the configured rate
+        assert requests.get(f"{served.base}/health", timeout=5).status_code == 200
+
+
+def test_a_client_over_its_connection_cap_gets_429():
+    with FakeUpstream(slow(3)) as upstream, front(INVENTORY_URL=upstream.url,
+                                                   GATEWAY_MAX_CONNECTIONS_PER_CLIENT="2") as served:
+        waiting = open_connections(served.port, 2, b"GET /api/movies HTTP/1.1\r\nHost: x\r\n\r\n")
+        wait_for("both requests in progress", lambda: upstream.connections >= 2)
+        third = requests.get(f"{served.base}/api/movies", timeout=10)
+        assert third.status_code == 429 and third.json()["error"] == "too_many_requests"
+        for sock in waiting:
+            sock.close()
+
+
+def test_the_application_restarting_is_a_503_to_retry_and_nothing_is_done(inventory, amqp, config):
+    with front(INVENTORY_URL=inventory.url) as served:
+        served.application.stop()
+        order = requests.post(f"{served.base}/api/billing", json={"user_id": 1, "number_of_items": 1,
+                                                                   "total_amount": 1}, timeout=10)
+        assert order.status_code == 503 and order.headers["Retry-After"] == "1"
+        assert order.json()["error"] == "service_unavailable" and "nothing was done" in order.json()["message"]
+        assert order.json()["request_id"] == order.headers["X-Request-ID"]
+        assert amqp.queue_declare(config.rabbitmq.queue, passive=True).method.message_count == 0
+        served.application.start()
+        assert requests.get(f"{served.base}/health", timeout=10).status_code == 200
+
+
+@pytest.mark.parametrize(("request_bytes", "status", "code"), [
+    (b"GET /nul%00 HTTP/1.1\r\nHost: x\r\n\r\n", 400, "bad_request"),
+    (b"GET /health HTTP/1.1\r\nHost: x\r\nX-Big: " + b"y" * 9000 + b"\r\n\r\n", 431, "request_header_fields_too_large"),
+    (b"GET /?" + b"x" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414, "uri_too_long"),
+    (b"POST /api/billing HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 70000\r\n\r\n", 413,
+     "payload_too_large"),
+])
+def test_the_front_s_own_answers_are_json_with_the_request_id(inventory, request_bytes, status, code):
+    with front(INVENTORY_URL=inventory.url) as served:
+        with socket.create_connection(("127.0.0.1", served.port), timeout=10) as sock:
+            sock.sendall(request_bytes)
+            answer = http.client.HTTPResponse(sock)
+            answer.begin()
+            body = answer.read()
+    assert (answer.status, answer.getheader("Content-Type")) == (status, "application/json")
+    assert f'"error":"{code}"'.encode() in body
+    assert answer.getheader("X-Request-ID").encode() in body
