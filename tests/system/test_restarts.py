@@ -1,7 +1,8 @@
 """`pm2 restart` of each app under a stream of requests: no accepted order lost, no in-flight request dropped.
 
-A request the server never accepted (connection refused while an app is between its old and new process)
-is the client's to retry and is counted apart; a request that was accepted must get a whole answer.
+A request whose connection was never established (refused while an app is between its old and new process,
+or reset as the listening socket closes with it still in the accept queue) was never sent: it is the client's
+to retry and is counted apart. A request that was sent must get a whole answer.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ class RequestStream:
         try:
             response = send()
         except requests.ConnectionError as exc:
-            if isinstance(exc.__context__, NewConnectionError) or "Connection refused" in str(exc):
+            if isinstance(getattr(exc.args[0] if exc.args else None, "reason", None), NewConnectionError):
                 self.outcomes[f"{kind} refused"] += 1
                 time.sleep(0.05)
             else:
@@ -105,6 +106,5 @@ def test_pm2_signals_the_gunicorn_masters_alone(platform):
     apps = {app["name"]: app["pm2_env"] for app in json.loads(platform.pm2("jlist"))}
     assert apps["api_gateway"].get("treekill") is False
     assert apps["inventory_app"].get("treekill") is False
-    # nginx's graceful stop is SIGQUIT, to its master alone (which stops its workers itself).
+    # front.py passes the stop on to nginx's master alone, as its graceful SIGQUIT (nginx stops its workers).
     assert apps["api_gateway_front"].get("treekill") is False
-    assert apps["api_gateway_front"].get("kill_signal") == "SIGQUIT"

@@ -25,17 +25,30 @@ _REFUSALS = {
     414: ("uri_too_long", "the request line is too long"),
     429: ("too_many_requests", "too many requests or connections from this address: retry in a second"),
     494: ("request_header_fields_too_large", "the header fields of the request are too large"),
+    405: ("method_not_allowed", "TRACE is not allowed on this path"),
     500: ("internal_error", "the front of the gateway failed"),
     502: ("bad_gateway", "the gateway application failed to answer"),
     504: ("gateway_timeout", "the gateway application did not answer in time"),
 }
 _ANSWERED_AS = {494: 431}
 
+# nginx refuses TRACE itself, before any location: its 405 says what the gateway allows on the path, as the
+# gateway's own 405s do (tests/test_front.py compares the two on every route), and a path the gateway does not
+# have is a 404. Matched on the request target as the client wrote it, as the gateway routes it.
+ALLOWED_METHODS = (
+    (r"^/api/movies/?(\?|$)", "GET, HEAD, POST, DELETE, OPTIONS"),
+    (r"^/api/movies/", "GET, HEAD, PUT, DELETE, OPTIONS"),
+    (r"^/api/billing/?(\?|$)", "OPTIONS, POST"),
+    (r"^/(health|openapi\.yaml|docs/?|docs/[^/?]+)(\?|$)", "HEAD, GET, OPTIONS"),
+)
+
 _TEMPLATE = """# Written by srcs/api-gateway/front.py from the gateway's settings at each start: edit those, not this.
 worker_processes 2;
 pid {runtime}/nginx.pid;
 error_log stderr warn;
 daemon off;
+# Within the 30 s PM2 waits (kill_timeout), as gunicorn's own graceful timeout is.
+worker_shutdown_timeout 20s;
 
 events {{
     worker_connections 4096;
@@ -54,6 +67,10 @@ http {{
     map $http_x_request_id $req_id {{
         "~^[A-Za-z0-9._:-]{{1,128}}$" $http_x_request_id;
         default $request_id;
+    }}
+    map $request_uri $allowed_methods {{
+{allowed_methods}
+        default "";
     }}
     # Only what nginx answered itself is logged here (the gateway logs every request it served).
     map $upstream_status $answered_by_front {{
@@ -124,19 +141,27 @@ def render(config: Config) -> str:
     gateway = config.gateway
     runtime = front_dir(config)
     # An internal URI, not a named location: a refusal of the request line itself has no URI to redirect from.
-    error_pages = "\n".join(
-        f"        error_page {status} ={_ANSWERED_AS.get(status, status)} /.refused/{status};" for status in _REFUSALS
-    )
+    # Each location returns the status it answers (`=` alone keeps it: a TRACE on an unknown path is a 404).
+    error_pages = "\n".join(f"        error_page {status} = /.refused/{status};" for status in _REFUSALS)
     locations = []
     for status, (code, message) in _REFUSALS.items():
         text = message.format(max_body=gateway.max_body_bytes)
-        retry = "            add_header Retry-After 1 always;\n" if status == 429 else ""
-        body = f'{{"error":"{code}","message":"{text}","request_id":"$req_id"}}\\n'
+        extra = ""
+        if status == 429:
+            extra = "            add_header Retry-After 1 always;\n"
+        if status == 405:
+            extra = (
+                '            if ($allowed_methods = "") {\n'
+                "                add_header X-Request-ID $req_id always;\n"
+                f"                return 404 '{_error_body('not_found', 'no resource at this path')}';\n"
+                "            }\n"
+                "            add_header Allow $allowed_methods always;\n"
+            )
         locations.append(
             f"        location = /.refused/{status} {{\n"
             f"            internal;\n"
-            f"            add_header X-Request-ID $req_id always;\n{retry}"
-            f"            return {_ANSWERED_AS.get(status, status)} '{body}';\n"
+            f"            add_header X-Request-ID $req_id always;\n{extra}"
+            f"            return {_ANSWERED_AS.get(status, status)} '{_error_body(code, text)}';\n"
             f"        }}"
         )
     return _TEMPLATE.format(
@@ -145,7 +170,12 @@ def render(config: Config) -> str:
         max_body=gateway.max_body_bytes, field_bytes=MAX_HEADER_FIELD_BYTES,
         max_connections=gateway.max_connections_per_client, rate=gateway.rate_limit_per_s,
         burst=gateway.rate_limit_burst, error_pages=error_pages, error_locations="\n".join(locations),
+        allowed_methods="\n".join(f'        "~{pattern}" "{methods}";' for pattern, methods in ALLOWED_METHODS),
     )
+
+
+def _error_body(code: str, message: str) -> str:
+    return f'{{"error":"{code}","message":"{message}","request_id":"$req_id"}}\\n'
 
 
 def front_dir(config: Config) -> Path:

@@ -176,3 +176,46 @@ def test_the_front_s_own_answers_are_json_with_the_request_id(inventory, request
     assert (answer.status, answer.getheader("Content-Type")) == (status, "application/json")
     assert f'"error":"{code}"'.encode() in body
     assert answer.getheader("X-Request-ID").encode() in body
+
+
+def test_pm2_s_stop_is_nginx_s_graceful_one_the_request_in_flight_is_answered():
+    # PM2 stops every app with SIGTERM, nginx's fast stop; front.py passes it on as SIGQUIT, the graceful one.
+    with FakeUpstream(slow(2)) as upstream, front(INVENTORY_URL=upstream.url) as served:
+        in_flight: list[requests.Response] = []
+        request = threading.Thread(target=lambda: in_flight.append(
+            requests.get(f"{served.base}/api/movies", timeout=30)))
+        request.start()
+        wait_for("the request to reach the inventory", lambda: upstream.connections >= 1)
+        served.front.process.terminate()
+        wait_for("the front to stop listening", lambda: _refused(served.port), timeout_s=5)
+        request.join(timeout=30)
+        assert [answer.status_code for answer in in_flight] == [200]
+        assert served.front.process.wait(timeout=30) == 0
+
+
+def _refused(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except ConnectionRefusedError:
+        return True
+    return False
+
+
+TRACED_PATHS = ["/api/movies", "/api/movies/", "/api/movies?limit=1", "/api/movies/7", "/api/movies/7/x",
+                "/api/billing", "/api/billing/", "/health", "/openapi.yaml", "/docs", "/docs/",
+                "/docs/swagger-initializer.js", "/docs/swagger-ui.css", "/nope", "/api/billingx", "/healthz",
+                "/health/x"]
+
+
+def test_trace_refused_by_nginx_says_what_the_gateway_allows_on_the_path(inventory, client):
+    # nginx refuses TRACE before any location; its 405 (or 404) must be the one the gateway itself would give.
+    with front(INVENTORY_URL=inventory.url) as served:
+        for path in TRACED_PATHS:
+            by_front = requests.request("TRACE", f"{served.base}{path}", timeout=10)
+            by_gateway = client.open(path, method="TRACE")
+            assert by_front.status_code == by_gateway.status_code, path
+            assert by_front.json()["error"] == by_gateway.get_json()["error"], path
+            allowed = {method.strip() for method in by_front.headers.get("Allow", "").split(",") if method.strip()}
+            expected = {method.strip() for method in by_gateway.headers.get("Allow", "").split(",") if method.strip()}
+            assert allowed == expected, path
+            assert by_front.json()["request_id"] == by_front.headers["X-Request-ID"]
