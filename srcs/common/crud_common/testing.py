@@ -7,6 +7,7 @@ import json
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -98,9 +99,12 @@ class Served:
 
     def start(self) -> Served:
         """Start it, and return once it is ready: by default, once it answers `ready_path` (any status)."""
+        # Its output goes to a file, not a pipe: a pipe nobody reads while it runs fills up after a few hundred
+        # log lines, and then the server blocks in its logging.
+        self._log = log = tempfile.TemporaryFile("w+")
         self.process = process = subprocess.Popen(
             [str(self.python), self.script], cwd=self.service_dir, env=self.environ,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            stdout=log, stderr=subprocess.STDOUT, text=True,
         )
         try:
             wait_for(f"{self.service_dir.name}/{self.script} to be ready",
@@ -119,11 +123,14 @@ class Served:
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)
         try:
-            self.output, _ = process.communicate(timeout=30)
+            process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             process.kill()
-            self.output, _ = process.communicate()
+            process.wait()
         self.returncode = process.returncode
+        self._log.seek(0)
+        self.output = self._log.read()
+        self._log.close()
 
     def __enter__(self) -> Served:
         return self.start()
