@@ -1,6 +1,12 @@
 """Entry point of the gateway's front: read the gateway's settings once, write nginx's configuration from them,
 check it, then run nginx in the foreground and stay beside it.
 
+The listening socket is opened here and handed to nginx (nginx takes the sockets it inherits through the NGINX
+environment variable, as in its own binary upgrade). A listening socket that closes resets every connection the
+kernel has already accepted into its queue and nobody has taken yet, so a stop first makes the socket drop new
+SYNs (a socket filter), waits for nginx to take what is queued, and only then stops nginx: a client that
+connects meanwhile retries its SYN a second later and finds the next front, or a refusal, never a reset.
+
 nginx cannot open its access log on a socket, and PM2 gives its apps sockets for stdout; so nginx writes its
 log lines into a pipe that this process relays to its own stdout. PM2 stops every app with the daemon's one
 signal (SIGTERM, scripts/lib/pm2.sh), which is nginx's fast stop, dropping what is in flight: it reaches nginx
@@ -13,10 +19,14 @@ from __future__ import annotations
 
 import ctypes
 import logging
+import os
 import shutil
 import signal
+import socket
+import struct
 import subprocess
 import sys
+import time
 from types import FrameType
 
 from crud_common.logs import configure_logging
@@ -34,11 +44,44 @@ _PASSED_ON = {
     signal.SIGHUP: signal.SIGHUP,
     signal.SIGUSR1: signal.SIGUSR1,
 }
+_STOPS = {signal.SIGTERM, signal.SIGINT, signal.SIGQUIT}
 _PR_SET_PDEATHSIG = 1
+_SO_ATTACH_FILTER = 26
+# A classic BPF program of one instruction, `ret #0`: every packet is dropped.
+_DROP_EVERYTHING = ctypes.create_string_buffer(struct.pack("HBBI", 0x06, 0, 0, 0))
+# TCP_INFO of a listening socket: tcpi_unacked (at this offset) is the number of connections waiting for accept().
+_TCPI_UNACKED = 24
+_BACKLOG = 4096
 
 
 def _stop_with_parent() -> None:
     ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+class Listener:
+    """The front's listening socket, shared with nginx, closed without resetting what it already accepted."""
+
+    def __init__(self, host: str, port: int) -> None:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.socket = socket.create_server((host, port), family=family, backlog=_BACKLOG)
+        # nginx takes an inherited socket as it is, and its workers all wake for one connection: on a blocking
+        # socket, those that lose the race wait in accept() and serve nothing else, their signals included.
+        self.socket.setblocking(False)
+        self.socket.set_inheritable(True)
+
+    def waiting(self) -> int:
+        info = self.socket.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 104)
+        return struct.unpack_from("I", info, _TCPI_UNACKED)[0]
+
+    def drain(self, timeout_s: float = 2.0) -> int:
+        """New SYNs dropped, then wait until nginx took every queued connection; what is still queued."""
+        program = struct.pack("HL", 1, ctypes.addressof(_DROP_EVERYTHING))
+        self.socket.setsockopt(socket.SOL_SOCKET, _SO_ATTACH_FILTER, program)
+        deadline = time.monotonic() + timeout_s
+        while (waiting := self.waiting()) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        self.socket.close()
+        return waiting
 
 
 def main() -> None:
@@ -57,9 +100,16 @@ def main() -> None:
     log.info("front on %s:%s -> %s (nginx, %s)", config.gateway.host, config.gateway.port,
              config.gateway.app_socket, conf)
 
-    master = subprocess.Popen(command, stdout=subprocess.PIPE, preexec_fn=_stop_with_parent)
+    listener = Listener(config.gateway.host, config.gateway.port)
+    fd = listener.socket.fileno()
+    master = subprocess.Popen(command, stdout=subprocess.PIPE, preexec_fn=_stop_with_parent, pass_fds=(fd,),
+                              env={**os.environ, "NGINX": f"{fd};"})
 
     def pass_on(signum: int, _frame: FrameType | None) -> None:
+        if signum in _STOPS and listener.socket.fileno() != -1:
+            left = listener.drain()
+            if left:
+                log.warning("stopping with %d connections still queued: they are reset", left)
         master.send_signal(_PASSED_ON[signal.Signals(signum)])
 
     for signum in _PASSED_ON:

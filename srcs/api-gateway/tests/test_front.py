@@ -5,6 +5,7 @@ every one of nginx's own answers is in the platform's JSON error shape with the 
 from __future__ import annotations
 
 import http.client
+import os
 import socket
 import threading
 import time
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 
 import pytest
 import requests
-from crud_common.testing import wait_for
+from crud_common.testing import free_port, wait_for
 
 from .fake_upstreams import FakeUpstream, slow
 from .support import GatewayProcesses, environ_for_tests
@@ -180,14 +181,14 @@ def test_the_front_s_own_answers_are_json_with_the_request_id(inventory, request
 
 def test_pm2_s_stop_is_nginx_s_graceful_one_the_request_in_flight_is_answered():
     # PM2 stops every app with SIGTERM, nginx's fast stop; front.py passes it on as SIGQUIT, the graceful one.
-    with FakeUpstream(slow(2)) as upstream, front(INVENTORY_URL=upstream.url) as served:
+    with FakeUpstream(slow(4)) as upstream, front(INVENTORY_URL=upstream.url) as served:
         in_flight: list[requests.Response] = []
         request = threading.Thread(target=lambda: in_flight.append(
             requests.get(f"{served.base}/api/movies", timeout=30)))
         request.start()
         wait_for("the request to reach the inventory", lambda: upstream.connections >= 1)
         served.front.process.terminate()
-        wait_for("the front to stop listening", lambda: _refused(served.port), timeout_s=5)
+        wait_for("the front to stop listening", lambda: _refused(served.port), timeout_s=10)
         request.join(timeout=30)
         assert [answer.status_code for answer in in_flight] == [200]
         assert served.front.process.wait(timeout=30) == 0
@@ -198,6 +199,8 @@ def _refused(port: int) -> bool:
         socket.create_connection(("127.0.0.1", port), timeout=1).close()
     except ConnectionRefusedError:
         return True
+    except TimeoutError:
+        return False  # the SYN dropped while the front hands its last queued connections to nginx
     return False
 
 
@@ -219,3 +222,28 @@ def test_trace_refused_by_nginx_says_what_the_gateway_allows_on_the_path(invento
             expected = {method.strip() for method in by_gateway.headers.get("Allow", "").split(",") if method.strip()}
             assert allowed == expected, path
             assert by_front.json()["request_id"] == by_front.headers["X-Request-ID"]
+
+
+def test_a_stopping_listener_drops_new_syns_and_keeps_what_is_queued():
+    from front import Listener
+
+    listener = Listener("127.0.0.1", free_port())
+    port = listener.socket.getsockname()[1]
+    clients = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(3)]
+    taken, _ = listener.socket.accept()  # one taken, as nginx would; two left in the queue
+    assert listener.waiting() == 2
+    nginx_copy = socket.socket(fileno=os.dup(listener.socket.fileno()))
+    try:
+        # Nobody takes the two within the time given: drain says so rather than hide it.
+        assert listener.drain(timeout_s=0.3) == 2
+        with pytest.raises(TimeoutError):  # a new SYN is dropped (its client retries it a second later)
+            socket.create_connection(("127.0.0.1", port), timeout=1)
+        # What was queued is still there for nginx's copy of the socket to take: nothing was reset.
+        nginx_copy.settimeout(1)
+        for _ in range(2):
+            nginx_copy.accept()[0].close()
+    finally:
+        nginx_copy.close()
+        taken.close()
+        for sock in clients:
+            sock.close()
