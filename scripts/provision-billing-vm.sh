@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# billing-vm: RabbitMQ (vhost and user of .env, guest removed) reachable only from gateway-vm,
+# billing-vm: RabbitMQ (vhost and user of .env, guest removed, queues bounded) reachable only from gateway-vm,
 # PostgreSQL with orders_db on loopback, and the billing consumer. Run as root by `vagrant up` /
 # `vagrant provision`; idempotent.
 set -euo pipefail
@@ -8,6 +8,11 @@ for lib in postgres rabbitmq python pm2 services firewall vm; do source "$ROOT/s
 
 # The code on the VM's disk (/opt/crud-master), .env's settings, RabbitMQ and orders_db on this host.
 vm_begin billing
+# RabbitMQ: AMQP on loopback (the consumer) and the private address (the gateway), epmd and the distribution
+# port on loopback; it may bind the private address before that is up at boot.
+vm_allow_early_bind
+rmq_install
+rmq_listen_on 127.0.0.1 "$BILLING_VM_IP"
 # RabbitMQ and PostgreSQL installed and started, the vhost and user, orders_db, the venv, the migrations;
 # billing_app online in root's PM2.
 role_up billing

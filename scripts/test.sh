@@ -114,6 +114,8 @@ for suite in "${suites[@]}"; do
   declare -F "test_$suite" >/dev/null || die "unknown suite '$suite' (common inventory gateway billing system hosts)"
 done
 pg_ensure_running
+rmq_install
+rmq_listen_on 127.0.0.1
 rmq_ensure_running
 for suite in "${suites[@]}"; do
   # In a subshell: a suite's exports (the system instance's settings) and its trap stay with it.

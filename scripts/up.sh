@@ -11,6 +11,9 @@ load_env
 require_vars GATEWAY_HOST GATEWAY_PORT
 apt_install_missing curl ca-certificates
 
+# One machine: RabbitMQ is for this machine only.
+rmq_install
+rmq_listen_on 127.0.0.1
 inventory_provision
 billing_provision
 gateway_provision

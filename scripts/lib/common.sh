@@ -49,6 +49,13 @@ wait_until() {
   done
 }
 
+# file_ensure PATH CONTENT: PATH holds exactly CONTENT (a final newline added); false when it already did.
+file_ensure() {
+  [ "$(cat "$1" 2>/dev/null)" != "$2" ] || return 1
+  mkdir -p "$(dirname "$1")"
+  printf '%s\n' "$2" >"$1"
+}
+
 APT_UPDATED=
 # Install the named Debian packages that are not installed yet; a no-op (and no apt call) otherwise.
 apt_install_missing() {
@@ -60,7 +67,14 @@ apt_install_missing() {
   changed "installing ${missing[*]}"
   if [ -z "$APT_UPDATED" ]; then
     apt-get update -qq
-    APT_UPDATED=1
+    # file_ensure PATH CONTENT: PATH holds exactly CONTENT (a final newline added); false when it already did.
+file_ensure() {
+  [ "$(cat "$1" 2>/dev/null)" != "$2" ] || return 1
+  mkdir -p "$(dirname "$1")"
+  printf '%s\n' "$2" >"$1"
+}
+
+APT_UPDATED=1
   fi
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }

@@ -49,25 +49,29 @@ hosts_network_up() {
   done
 }
 
-# host_postgres ROLE PORT LISTEN [CLIENT]: a PostgreSQL instance of the role's own on PORT, listening
-# on LISTEN; with CLIENT, password logins from that address too (as pg_listen_on sets up on a VM).
+# host_postgres ROLE PORT LISTEN: a PostgreSQL instance of the role's own on PORT, listening on LISTEN.
 host_postgres() {
   local dir=$HOSTS_DIR/$1/pg
   mkdir -p "$dir" && chown postgres "$dir"
   runuser -u postgres -- "$(PG_BIN)/initdb" -D "$dir/data" -U postgres --auth-local=peer \
     --auth-host=scram-sha-256 >/dev/null
-  [ -z "${4:-}" ] || echo "host all all $4/32 scram-sha-256" >>"$dir/data/pg_hba.conf"
   ip netns exec "$(host_ns "$1")" runuser -u postgres -- "$(PG_BIN)/pg_ctl" -D "$dir/data" -l "$dir/log" -w \
     -o "-c listen_addresses='$3' -c unix_socket_directories='$dir' -p $2" start >/dev/null
 }
 
+# host_rabbitmq ROLE LISTEN...: a RabbitMQ node of the role's own, AMQP on the LISTEN addresses, epmd and the
+# distribution port on the namespace's loopback: the files rmq_listen_on writes on billing-vm, in the node's dir.
 host_rabbitmq() {
-  local dir=$HOSTS_DIR/$1/rabbitmq
+  local role=$1 dir=$HOSTS_DIR/$1/rabbitmq
+  shift
   mkdir -p "$dir" && chown rabbitmq:rabbitmq "$dir"
-  in_host "$1" env RABBITMQ_MNESIA_BASE="$dir/mnesia" RABBITMQ_LOG_BASE="$dir/log" \
-    RABBITMQ_PID_FILE="$dir/pid" rabbitmq-server -detached
-  wait_until 60 "billing-vm's RabbitMQ node to boot" in_host "$1" rabbitmqctl -q status
-  in_host "$1" rabbitmqctl -q await_startup
+  rmq_listeners_conf "$@" >"$dir/rabbitmq.conf"
+  printf '%s\n' "$RMQ_ENV_CONF" >"$dir/rabbitmq-env.conf"
+  in_host "$role" env RABBITMQ_MNESIA_BASE="$dir/mnesia" RABBITMQ_LOG_BASE="$dir/log" \
+    RABBITMQ_PID_FILE="$dir/pid" RABBITMQ_CONFIG_FILE="$dir/rabbitmq.conf" \
+    RABBITMQ_CONF_ENV_FILE="$dir/rabbitmq-env.conf" rabbitmq-server -detached
+  wait_until 60 "billing-vm's RabbitMQ node to boot" in_host "$role" rabbitmqctl -q status
+  in_host "$role" rabbitmqctl -q await_startup
 }
 
 hosts_up() {
@@ -75,9 +79,9 @@ hosts_up() {
   hosts_down
   mkdir -p "$HOSTS_DIR"
   hosts_network_up
-  host_postgres inventory "$INVENTORY_DB_PORT" "127.0.0.1,$INVENTORY_VM_IP" "$GATEWAY_VM_IP"
+  host_postgres inventory "$INVENTORY_DB_PORT" 127.0.0.1
   host_postgres billing "$BILLING_DB_PORT" 127.0.0.1
-  host_rabbitmq billing
+  host_rabbitmq billing 127.0.0.1 "$BILLING_VM_IP"
   # Each VM's own provisioning steps, in its namespace; the dependencies first, as `vagrant up` does.
   local role
   for role in inventory billing gateway; do
@@ -88,21 +92,23 @@ hosts_up() {
 hosts_down() {
   local role pid
   for role in gateway inventory billing; do
-    [ -d "$HOSTS_DIR/$role/pm2" ] && in_host "$role" pm2 kill >/dev/null 2>&1
-    [ -f "$HOSTS_DIR/$role/pg/data/postmaster.pid" ] &&
-      runuser -u postgres -- "$(PG_BIN)/pg_ctl" -D "$HOSTS_DIR/$role/pg/data" -w -m fast stop >/dev/null 2>&1
+    # Each step may find what it stops half gone already (a run cut short): the rest goes all the same.
+    if [ -d "$HOSTS_DIR/$role/pm2" ]; then in_host "$role" pm2 kill >/dev/null 2>&1 || true; fi
+    if [ -f "$HOSTS_DIR/$role/pg/data/postmaster.pid" ]; then
+      runuser -u postgres -- "$(PG_BIN)/pg_ctl" -D "$HOSTS_DIR/$role/pg/data" -w -m fast stop >/dev/null 2>&1 || true
+    fi
   done
   if [ -f "$HOSTS_DIR/billing/rabbitmq/pid" ]; then
     in_host billing rabbitmqctl -q stop >/dev/null 2>&1 ||
-      { pid=$(cat "$HOSTS_DIR/billing/rabbitmq/pid"); kill "$pid" 2>/dev/null; }
+      { pid=$(cat "$HOSTS_DIR/billing/rabbitmq/pid"); kill "$pid" 2>/dev/null || true; }
   fi
   for role in gateway inventory billing outside; do
     # Deleting our end of the veth pair takes both ends with it at once; a deleted namespace frees its
     # end only once the kernel has reaped it, which a quick rebuild may not wait for.
     if ip link show "v-$role" >/dev/null 2>&1; then ip link del "v-$role"; fi
     ip netns list | grep -qw "$(host_ns "$role")" || continue
-    # epmd and anything else left in the namespace goes with it.
-    ip netns pids "$(host_ns "$role")" | xargs -r kill -9
+    # epmd and anything else left in the namespace goes with it (some may be exiting already).
+    ip netns pids "$(host_ns "$role")" | xargs -r kill -9 2>/dev/null || true
     ip netns del "$(host_ns "$role")"
   done
   if ip link show "$HOSTS_BRIDGE" >/dev/null 2>&1; then ip link del "$HOSTS_BRIDGE"; fi

@@ -26,6 +26,7 @@ billing_provision() {
   require_vars BILLING_DB_USER BILLING_DB_PASSWORD BILLING_DB_NAME RABBITMQ_VHOST
   rmq_ensure_running
   rmq_ensure_account "$RABBITMQ_VHOST"
+  rmq_bound_billing_queues "$RABBITMQ_VHOST"
   pg_ensure_running
   pg_ensure_role "$BILLING_DB_USER" "$BILLING_DB_PASSWORD"
   pg_ensure_database "$BILLING_DB_NAME" "$BILLING_DB_USER"

@@ -67,31 +67,14 @@ vm_sync_code() {
     --exclude __pycache__ --exclude 'bench/results/' "$ROOT/" "$VM_APP_DIR/"
 }
 
-# Services that listen on the private address (PostgreSQL and the inventory on inventory-vm) may start at
-# boot before that interface has its address; letting them bind to it anyway avoids a failed first start.
+# Services that listen on the private address (the inventory on inventory-vm, RabbitMQ on billing-vm) may start
+# at boot before that interface has its address; letting them bind to it anyway avoids a failed first start.
 vm_allow_early_bind() {
   local conf=/etc/sysctl.d/60-crud-master.conf
   [ "$(cat "$conf" 2>/dev/null)" = "net.ipv4.ip_nonlocal_bind = 1" ] && return 0
   changed "sysctl: services may bind to the private address before it is up"
   echo "net.ipv4.ip_nonlocal_bind = 1" >"$conf"
   sysctl -q -p "$conf"
-}
-
-# pg_listen_on ADDRESS DATABASE ROLE CLIENT: PostgreSQL also listens on ADDRESS and lets CLIENT (one
-# host) log in to DATABASE as ROLE with a password; everything else stays loopback-only.
-pg_listen_on() {
-  local version conf hba line
-  version=$(pg_version)
-  conf=/etc/postgresql/$version/main/conf.d/crud-master.conf
-  hba=/etc/postgresql/$version/main/pg_hba.conf
-  line="host $2 $3 $4/32 scram-sha-256"
-  if [ "$(cat "$conf" 2>/dev/null)" != "listen_addresses = 'localhost,$1'" ] || ! grep -qxF "$line" "$hba"; then
-    changed "PostgreSQL: listening on $1 for $4"
-    echo "listen_addresses = 'localhost,$1'" >"$conf"
-    grep -qxF "$line" "$hba" || echo "$line" >>"$hba"
-    if has_systemd; then systemctl restart "postgresql@$version-main"; else pg_ctlcluster "$version" main restart; fi
-    wait_until 60 "PostgreSQL to accept connections" pg_ready 127.0.0.1 "${PG_PORT:-5432}"
-  fi
 }
 
 # Root's PM2 comes back at boot (systemd unit from `pm2 startup`), still stopping apps with SIGTERM,

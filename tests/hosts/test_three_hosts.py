@@ -75,15 +75,40 @@ def test_the_outside_reaches_nothing_but_the_gateway(hosts, target, port_setting
 
 @pytest.mark.parametrize(
     ("target", "port_setting"),
-    [("inventory", "INVENTORY_PORT"), ("inventory", "INVENTORY_DB_PORT"), ("billing", "RABBITMQ_PORT")],
+    [("inventory", "INVENTORY_PORT"), ("billing", "RABBITMQ_PORT")],
 )
 def test_the_gateway_reaches_what_it_needs(hosts, target, port_setting):
     assert hosts["gateway"].can_connect(ip_of(target), SETTINGS[port_setting])
 
 
+@pytest.mark.parametrize(
+    ("target", "port_setting"),
+    [("inventory", "INVENTORY_DB_PORT"), ("billing", "BILLING_DB_PORT"), ("billing", "BILLING_STATUS_PORT")],
+)
+def test_the_gateway_reaches_nothing_it_does_not_need(hosts, target, port_setting):
+    # Least privilege: the databases are their service's alone, on loopback.
+    assert not hosts["gateway"].can_connect(ip_of(target), SETTINGS[port_setting])
+
+
 def test_inventory_and_billing_vms_do_not_reach_each_other(hosts):
     assert not hosts["inventory"].can_connect(ip_of("billing"), SETTINGS["RABBITMQ_PORT"])
     assert not hosts["billing"].can_connect(ip_of("inventory"), SETTINGS["INVENTORY_DB_PORT"])
+
+
+def listening(host, port: int | str) -> set[str]:
+    """The addresses something listens on at this TCP port in the host's namespace."""
+    lines = host.run("ss", "-ltnH", f"sport = :{port}").stdout.splitlines()
+    return {line.split()[3].rsplit(":", 1)[0] for line in lines}
+
+
+def test_what_nobody_else_needs_listens_on_loopback_only(hosts):
+    # Beneath the firewall: a service nobody else talks to does not listen on the network at all.
+    assert listening(hosts["inventory"], SETTINGS["INVENTORY_DB_PORT"]) == {"127.0.0.1"}
+    assert listening(hosts["billing"], SETTINGS["BILLING_DB_PORT"]) == {"127.0.0.1"}
+    assert listening(hosts["billing"], SETTINGS["RABBITMQ_PORT"]) == {"127.0.0.1", ip_of("billing")}
+    assert listening(hosts["billing"], 4369) <= {"127.0.0.1", "[::1]"}  # epmd
+    assert listening(hosts["billing"], 25672) == {"127.0.0.1"}  # the node's distribution port
+    assert listening(hosts["billing"], 4369)
 
 
 ROLE_APPS = {"gateway": ["api_gateway", "api_gateway_front"], "inventory": ["inventory_app"], "billing": ["billing_app"]}

@@ -229,8 +229,9 @@ def test_a_full_queue_nacks_and_the_answer_is_503_never_200(client, amqp, config
     from crud_common.billing import declare_billing_queue
 
     queue, policy = config.rabbitmq.queue, "test-full-billing-queue"
-    rabbitmqctl("set_policy", "-p", config.rabbitmq.vhost, "--apply-to", "queues", policy, f"^{queue}$",
-                '{"max-length": 1}')
+    # Priority 10: above the provisioned limit (scripts/lib/rabbitmq.sh), which may be on this vhost too.
+    rabbitmqctl("set_policy", "-p", config.rabbitmq.vhost, "--apply-to", "queues", "--priority", "10", policy,
+                f"^{queue}$", '{"max-length": 1}')
     try:
         deadline = time.monotonic() + 15  # the broker applies a policy asynchronously
         statuses: list[int] = []
