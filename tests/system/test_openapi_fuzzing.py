@@ -5,6 +5,7 @@ header and body documented, 405 with Allow for the methods that do not exist).""
 from __future__ import annotations
 
 import random
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -31,4 +32,7 @@ def test_schemathesis_finds_nothing(platform, capsys, tmp_path, seed):
         capture_output=True, text=True, timeout=600, cwd=tmp_path,
     )
     assert result.returncode == 0, result.stdout[-8000:] + result.stderr[-2000:]
-    assert "No issues found" in result.stdout, result.stdout[-3000:]
+    # Every generated case passed, and there were some. A warning (such as random ids that found no movie) is
+    # schemathesis's advice on its own coverage, not a finding about the API.
+    counts = re.search(r"(\d+) generated, (\d+) passed", result.stdout)
+    assert counts and int(counts[1]) == int(counts[2]) > 100, result.stdout[-3000:]
