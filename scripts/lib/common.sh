@@ -58,9 +58,11 @@ apt_install_missing() {
   done
   [ ${#missing[@]} -eq 0 ] && return 0
   changed "installing ${missing[*]}"
+  # A fresh machine may be running its own apt at boot (apt-daily, unattended-upgrades): wait for its lock.
   if [ -z "$APT_UPDATED" ]; then
-    apt-get update -qq
+    apt-get -o DPkg::Lock::Timeout=600 update -qq
     APT_UPDATED=1
   fi
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends \
+    "${missing[@]}" >/dev/null
 }

@@ -20,11 +20,18 @@ pm2_installed_version() {
   node -p "require('$root/pm2/package.json').version" 2>/dev/null || true
 }
 
+# npm_install_global PACKAGE@VERSION. A slow machine (an emulated VM) fetches the hundred tarballs of PM2 for
+# minutes, and a connection reset on the way then failed the whole install after npm's default two retries.
+npm_install_global() {
+  npm install -g --no-fund --no-audit --loglevel=error --fetch-retries=6 --fetch-retry-mintimeout=10000 \
+    --fetch-retry-maxtimeout=60000 "$1" >/dev/null
+}
+
 pm2_install() {
   node_ensure
   if [ "$(pm2_installed_version)" != "$PM2_VERSION" ]; then
     changed "installing PM2 $PM2_VERSION"
-    npm install -g --no-fund --no-audit --loglevel=error "pm2@$PM2_VERSION" >/dev/null
+    npm_install_global "pm2@$PM2_VERSION"
   fi
 }
 
