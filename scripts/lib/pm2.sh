@@ -1,7 +1,8 @@
 # shellcheck shell=bash
-# Node.js, PM2 and root's PM2 daemon. Source after common.sh.
+# Node.js, PM2 and root's PM2 daemon, and newman (the tests' Postman runner). Source after common.sh.
 
 PM2_VERSION=7.0.4
+NEWMAN_VERSION=6.2.2
 
 node_major() { node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0; }
 
@@ -32,6 +33,14 @@ pm2_install() {
   if [ "$(pm2_installed_version)" != "$PM2_VERSION" ]; then
     changed "installing PM2 $PM2_VERSION"
     npm_install_global "pm2@$PM2_VERSION"
+  fi
+}
+
+newman_install() {
+  node_ensure
+  if [ "$(newman --version 2>/dev/null)" != "$NEWMAN_VERSION" ]; then
+    changed "installing newman $NEWMAN_VERSION"
+    npm_install_global "newman@$NEWMAN_VERSION"
   fi
 }
 
