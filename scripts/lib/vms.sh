@@ -45,10 +45,45 @@ vms_step_done() {
 }
 
 vms_timeline() {
-  local row
+  local row log
   printf '\n[crud-master] make test-vms: timeline (start, duration, result, step)\n' >&2
   for row in "${VMS_TIMELINE[@]}"; do printf '  %s\n' "$row" >&2; done
-  printf '  %8s %8s  total\n\n' "" "$(vms_clock $((SECONDS - VMS_T0)))" >&2
+  printf '  %8s %8s  total\n' "" "$(vms_clock $((SECONDS - VMS_T0)))" >&2
+  # The first `vagrant up`'s lines (test-vms.sh keeps them as provisioning.log), or those of a first one
+  # that failed.
+  for log in "$VMS_RUN/provisioning.log" "$VMS_RUN/vagrant-up.log"; do
+    [ -f "$log" ] && { vms_provisioning_times "$log" >&2; break; }
+  done
+  echo >&2
+}
+
+# Where the first `vagrant up` spent its time, per VM, from its clocked lines: when the VM was ready to
+# provision, how long its role took, and the longest steps of it (each [crud-master] line to the next).
+vms_provisioning_times() {
+  python3 - "$1" <<'PY'
+import re, sys
+from collections import defaultdict
+
+def clock(s):
+    return "?" if s is None else f"{s // 60}:{s % 60:02d}"
+
+line = re.compile(r"^\[(\d+):(\d\d)\] (?:==> )?\s*([\w-]+-vm): (.*)$")
+events = defaultdict(list)
+for text in open(sys.argv[1], encoding="utf-8", errors="replace"):
+    m = line.match(text.rstrip("\n"))
+    if m:
+        events[m[3]].append((int(m[1]) * 60 + int(m[2]), m[4]))
+print("  where the first vagrant up went, per VM:")
+for vm, ev in sorted(events.items()):
+    booted = next((t for t, x in ev if "Machine booted and ready" in x), None)
+    start = next((t for t, x in ev if re.search(r"Running provisioner: \w+ role", x)), None)
+    ready = next((t for t, x in ev if re.search(r"\[crud-master\] \w+ role ready", x)), None)
+    steps = [(t, x.removeprefix("[crud-master] ")) for t, x in ev if x.startswith("[crud-master] ")]
+    longest = sorted(((b[0] - a[0], a[1]) for a, b in zip(steps, steps[1:])), reverse=True)[:6]
+    took = clock(ready - start) if start is not None and ready is not None else "?"
+    print(f"    {vm}: booted at +{clock(booted)}; its role from +{clock(start)} to +{clock(ready)} ({took})")
+    print("      longest: " + "; ".join(f"{what} {clock(d)}" for d, what in longest))
+PY
 }
 
 # Each line of a long command (vagrant up), prefixed with the run's clock: the provisioning's own lines then
@@ -194,8 +229,9 @@ vms_vagrant_home() {
 
 # --- Vagrant and the VMs -----------------------------------------------------------------------------------
 
-# vms_vagrant ARGS...: vagrant, in the project's directory on its own Vagrantfile, each line on the clock.
-vms_vagrant() { (cd "$ROOT" && vagrant "$@") 2>&1 | vms_stamped; }
+# vms_vagrant ACTION ARGS...: vagrant, in the project's directory on its own Vagrantfile, each line on the
+# clock, and kept in $VMS_RUN/vagrant-ACTION.log.
+vms_vagrant() { (cd "$ROOT" && vagrant "$@") 2>&1 | vms_stamped | tee "$VMS_RUN/vagrant-$1.log"; }
 
 # vms_each ACTION: one `vagrant ACTION <vm>` per VM, all at once (as `vagrant up` does with libvirt); each
 # VM's output is printed once it is done, then whether every one of them succeeded.
