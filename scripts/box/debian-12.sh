@@ -119,6 +119,9 @@ EOF
 extlinux --install "$root/boot/extlinux" >/dev/null 2>&1
 dd if=/usr/lib/EXTLINUX/mbr.bin of="$raw" bs=440 count=1 conv=notrunc status=none
 
+# A persistent journal, as on an installed Debian: the log of the boot before (journalctl -b -1) is what tells
+# why a shutdown or a boot took long.
+mkdir -p "$root/var/log/journal"
 in_root apt-get clean
 rm -f "$root"/var/log/*.log
 umount "$root"

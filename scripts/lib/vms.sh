@@ -234,16 +234,16 @@ vms_vagrant_home() {
 vms_vagrant() { (cd "$ROOT" && vagrant "$@") 2>&1 | vms_stamped | tee "$VMS_RUN/vagrant-$1.log"; }
 
 # vms_each ACTION: one `vagrant ACTION <vm>` per VM, all at once (as `vagrant up` does with libvirt); each
-# VM's output is printed once it is done, then whether every one of them succeeded.
+# VM's clocked output is printed once it is done, then whether every one of them succeeded.
 vms_each() {
   local action=$1 vm pids=() failed=0 i
   for vm in "${VMS_MACHINES[@]}"; do
-    (cd "$ROOT" && vagrant "$action" "$vm") >"$VMS_RUN/$action-$vm.log" 2>&1 &
+    ( (cd "$ROOT" && vagrant "$action" "$vm") 2>&1 | vms_stamped >"$VMS_RUN/$action-$vm.log") &
     pids+=($!)
   done
   for i in "${!VMS_MACHINES[@]}"; do
     wait "${pids[$i]}" || failed=1
-    vms_stamped <"$VMS_RUN/$action-${VMS_MACHINES[$i]}.log"
+    cat "$VMS_RUN/$action-${VMS_MACHINES[$i]}.log"
   done
   [ $failed -eq 0 ] || die "vagrant $action failed on at least one VM (above)"
 }
