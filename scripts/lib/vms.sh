@@ -273,7 +273,7 @@ vms_finish() {
   vms_libvirt_down
   vms_qemu_conf_restore
   vms_host_restore
-  vms_step_done done
+  vms_step_done "done"
   vms_timeline
   if [ $rc -eq 0 ]; then log "make test-vms: passed"; else log "make test-vms: FAILED (exit $rc)"; fi
   exit $rc
