@@ -1,7 +1,7 @@
 # crud-master: the front door. Every target runs as root (it installs and supervises system services).
 SHELL := /bin/bash
 
-.PHONY: up test test-hosts down status logs bench
+.PHONY: up test test-hosts test-vms down status logs bench
 
 ## up: install what is missing, provision, and start the platform
 up:
@@ -14,6 +14,11 @@ test:
 ## test-hosts: the three-VM topology on network namespaces (part of make test)
 test-hosts:
 	@bash scripts/test-hosts.sh
+
+## test-vms: the Vagrantfile on three real (emulated) VMs, then the audit, reboots, provisioning again (~1 hour;
+## not part of make test: run it before calling a change to the Vagrantfile, scripts/ or config.yaml done)
+test-vms:
+	@bash scripts/test-vms.sh
 
 ## down: stop the apps (data kept)
 down:

@@ -63,15 +63,6 @@ test_billing() {
   run_pytest billing-app
 }
 
-newman_install() {
-  node_ensure
-  if [ "$(newman --version 2>/dev/null)" != "$NEWMAN_VERSION" ]; then
-    changed "installing newman $NEWMAN_VERSION"
-    npm install -g --no-fund --no-audit --loglevel=error "newman@$NEWMAN_VERSION" >/dev/null
-  fi
-}
-NEWMAN_VERSION=6.2.2
-
 # The whole platform, started by the very `make up` script under a PM2 daemon, ports, databases and vhost of
 # its own, then driven from outside by tests/system. The instance is killed on the way out, whatever happens.
 test_system() {

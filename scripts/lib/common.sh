@@ -65,16 +65,11 @@ apt_install_missing() {
   done
   [ ${#missing[@]} -eq 0 ] && return 0
   changed "installing ${missing[*]}"
+  # A fresh machine may be running its own apt at boot (apt-daily, unattended-upgrades): wait for its lock.
   if [ -z "$APT_UPDATED" ]; then
-    apt-get update -qq
-    # file_ensure PATH CONTENT: PATH holds exactly CONTENT (a final newline added); false when it already did.
-file_ensure() {
-  [ "$(cat "$1" 2>/dev/null)" != "$2" ] || return 1
-  mkdir -p "$(dirname "$1")"
-  printf '%s\n' "$2" >"$1"
-}
-
-APT_UPDATED=1
+    apt-get -o DPkg::Lock::Timeout=600 update -qq
+    APT_UPDATED=1
   fi
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends \
+    "${missing[@]}" >/dev/null
 }

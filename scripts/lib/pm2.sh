@@ -1,7 +1,8 @@
 # shellcheck shell=bash
-# Node.js, PM2 and root's PM2 daemon. Source after common.sh.
+# Node.js, PM2 and root's PM2 daemon, and newman (the tests' Postman runner). Source after common.sh.
 
 PM2_VERSION=7.0.4
+NEWMAN_VERSION=6.2.2
 
 node_major() { node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0; }
 
@@ -20,11 +21,26 @@ pm2_installed_version() {
   node -p "require('$root/pm2/package.json').version" 2>/dev/null || true
 }
 
+# npm_install_global PACKAGE@VERSION. A slow machine (an emulated VM) fetches the hundred tarballs of PM2 for
+# minutes, and a connection reset on the way then failed the whole install after npm's default two retries.
+npm_install_global() {
+  npm install -g --no-fund --no-audit --loglevel=error --fetch-retries=6 --fetch-retry-mintimeout=10000 \
+    --fetch-retry-maxtimeout=60000 "$1" >/dev/null
+}
+
 pm2_install() {
   node_ensure
   if [ "$(pm2_installed_version)" != "$PM2_VERSION" ]; then
     changed "installing PM2 $PM2_VERSION"
-    npm install -g --no-fund --no-audit --loglevel=error "pm2@$PM2_VERSION" >/dev/null
+    npm_install_global "pm2@$PM2_VERSION"
+  fi
+}
+
+newman_install() {
+  node_ensure
+  if [ "$(newman --version 2>/dev/null)" != "$NEWMAN_VERSION" ]; then
+    changed "installing newman $NEWMAN_VERSION"
+    npm_install_global "newman@$NEWMAN_VERSION"
   fi
 }
 

@@ -73,15 +73,18 @@ rmq_ensure_vhost() {
 }
 
 # rmq_ensure_user NAME PASSWORD: the password goes through stdin (never on a command line) and is
-# kept equal to .env's; the broker's default 'guest' account is removed.
+# kept equal to .env's; the broker's default 'guest' account is removed. The users are listed once: each
+# rabbitmqctl call starts an Erlang VM, seconds on a slow machine.
 rmq_ensure_user() {
-  if rabbitmqctl -q list_users | cut -f1 | grep -qxF "$1"; then
+  local users
+  users=$(rabbitmqctl -q list_users | cut -f1)
+  if grep -qxF "$1" <<<"$users"; then
     printf '%s' "$2" | rabbitmqctl -q change_password "$1" >/dev/null
   else
     changed "creating RabbitMQ user $1"
     printf '%s' "$2" | rabbitmqctl -q add_user "$1" >/dev/null
   fi
-  if rabbitmqctl -q list_users | cut -f1 | grep -qxF guest; then
+  if grep -qxF guest <<<"$users"; then
     changed "removing RabbitMQ's default guest account"
     rabbitmqctl -q delete_user guest >/dev/null
   fi

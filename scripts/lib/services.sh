@@ -4,12 +4,13 @@
 # postgres, rabbitmq, python and pm2 helpers. Every step is idempotent.
 
 # alembic_upgrade SERVICE: apply the service's pending migrations (its env.py reads the settings).
+# `alembic current` marks the database's revision "(head)" when nothing is pending: one start of Python and
+# SQLAlchemy to find out, not two (each takes seconds on a slow machine).
 alembic_upgrade() {
-  local dir=$ROOT/srcs/$1 current head
-  current=$(cd "$dir" && .venv/bin/alembic current 2>/dev/null | awk '{print $1}')
-  head=$(cd "$dir" && .venv/bin/alembic heads 2>/dev/null | awk '{print $1}')
-  [ -n "$head" ] && [ "$current" = "$head" ] && return 0
-  changed "migrating the $1 database to revision $head"
+  local dir=$ROOT/srcs/$1 current
+  current=$(cd "$dir" && .venv/bin/alembic current 2>/dev/null)
+  [[ $current == *"(head)"* ]] && return 0
+  changed "migrating the $1 database to revision $(cd "$dir" && .venv/bin/alembic heads | awk '{print $1}')"
   (cd "$dir" && .venv/bin/alembic upgrade head)
 }
 

@@ -44,6 +44,13 @@ role_env() {
 role_up() {
   "${1}_provision"
   pm2_install
+  role_start "$1"
+}
+
+# role_start ROLE: root's PM2 daemon (stopping apps with SIGTERM) and the role's app of config.yaml online,
+# with the role's settings (role_env). The end of every provisioning, and what a VM runs at each boot
+# (scripts/start-role.sh, from vm_pm2_at_boot).
+role_start() {
   pm2_daemon_ensure
   # shellcheck disable=SC2046 # one word per app
   pm2_start_apps $(role_apps "$1")
@@ -77,23 +84,36 @@ vm_allow_early_bind() {
   sysctl -q -p "$conf"
 }
 
-# Root's PM2 comes back at boot (systemd unit from `pm2 startup`), still stopping apps with SIGTERM,
-# and its logs are rotated by logrotate (config from `pm2 logrotate`).
+# Root's PM2 comes back at boot with the role's apps online, still stopping apps with SIGTERM, and its logs
+# are rotated by logrotate (config from `pm2 logrotate`).
+#
+# The unit is the one `pm2 startup` writes, but it does not start what `pm2 resurrect` finds in PM2's dump
+# file: it starts the role's app from config.yaml, as provisioning does (scripts/start-role.sh). The dump is
+# PM2's last state, not the role's: a PM2 daemon dumps its list whenever it is signalled to exit (PM2's
+# Daemon.gracefullExit), and the daemon started by provisioning, outside the unit, is exactly that at the first
+# shutdown, so an app stopped then (`sudo pm2 stop billing_app`) came back stopped at every later boot (the
+# unit's own `pm2 kill` at later shutdowns dumps nothing). The app now comes back whatever was stopped.
 vm_pm2_at_boot() {
-  local dropin=/etc/systemd/system/pm2-root.service.d/kill-signal.conf
+  local dir=/etc/systemd/system/pm2-root.service.d reload=
   if [ ! -f /etc/systemd/system/pm2-root.service ]; then
     changed "PM2: starting root's daemon at boot"
     pm2 startup systemd -u root --hp /root >/dev/null
   fi
-  if [ ! -f "$dropin" ]; then
+  if file_ensure "$dir/kill-signal.conf" "[Service]
+Environment=PM2_KILL_SIGNAL=SIGTERM"; then
     changed "PM2: the boot-time daemon stops apps with SIGTERM"
-    mkdir -p "$(dirname "$dropin")"
-    printf '[Service]\nEnvironment=PM2_KILL_SIGNAL=SIGTERM\n' >"$dropin"
-    systemctl daemon-reload
+    reload=1
   fi
+  # An emulated or busy machine can take longer than systemd's default 90 s to start PM2 and an app.
+  if file_ensure "$dir/start-role.conf" "[Service]
+ExecStart=
+ExecStart=$VM_APP_DIR/scripts/start-role.sh $1
+TimeoutStartSec=10min"; then
+    changed "PM2: at boot, $(role_apps "$1") started from config.yaml, not from PM2's dump"
+    reload=1
+  fi
+  [ -z "$reload" ] || systemctl daemon-reload
   [ -f /etc/logrotate.d/pm2-root ] || { changed "PM2: rotating logs"; pm2 logrotate -u root >/dev/null; }
-  # What `pm2 resurrect` brings back at boot: the apps now online, with the environment they run with.
-  pm2 save --force >/dev/null
 }
 
 # The role's firewall, now and at every boot, before any network interface comes up (as Debian's own
@@ -139,7 +159,7 @@ vm_begin() {
 
 # vm_finish ROLE: the role's app kept across reboots, and its firewall.
 vm_finish() {
-  vm_pm2_at_boot
+  vm_pm2_at_boot "$1"
   vm_firewall "$1"
   role_done "$1"
 }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import uuid
 
@@ -120,14 +121,22 @@ def test_every_vm_runs_its_apps_in_pm2(hosts):
         assert sorted((a["name"], a["pm2_env"]["status"]) for a in listed) == [(app, "online") for app in apps]
 
 
+def recorded_machines(**environment: str) -> dict:
+    """What the Vagrantfile defines, read by tests/hosts/vagrant_machines.rb under the given environment."""
+    env = {key: value for key, value in os.environ.items() if key != "CRUD_MASTER_BOX"} | environment
+    recorded = subprocess.run(["ruby", str(REPO_ROOT / "tests/hosts/vagrant_machines.rb"), "Vagrantfile"],
+                              cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=60, check=True)
+    return json.loads(recorded.stdout)
+
+
 def test_the_vagrantfile_validates_and_defines_the_three_vms():
     validated = subprocess.run(["vagrant", "validate", "-p"], cwd=REPO_ROOT, capture_output=True, text=True,
                                timeout=120)
     assert validated.returncode == 0, validated.stdout + validated.stderr
-    recorded = subprocess.run(["ruby", str(REPO_ROOT / "tests/hosts/vagrant_machines.rb"), "Vagrantfile"],
-                              cwd=REPO_ROOT, capture_output=True, text=True, timeout=60, check=True)
-    machines = json.loads(recorded.stdout)
-    assert machines.pop("_box") == "bento/ubuntu-24.04"
+    machines = recorded_machines()
+    # Debian 12 by default, the system `make test-vms` boots; Ubuntu 24.04 on request.
+    assert machines.pop("_box") == "bento/debian-12"
+    assert recorded_machines(CRUD_MASTER_BOX="bento/ubuntu-24.04")["_box"] == "bento/ubuntu-24.04"
     assert {name: m["networks"] for name, m in machines.items()} == {
         f"{role}-vm": [{"type": "private_network", "ip": ip_of(role)}] for role in ("gateway", "inventory", "billing")
     }
