@@ -24,7 +24,7 @@ test-vms:
 down:
 	@bash scripts/down.sh
 
-## status: PM2 list, health of each service, queue depth
+## status: PM2 list, health of each service, queues and their limits, key metrics
 status:
 	@bash scripts/status.sh
 

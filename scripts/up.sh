@@ -37,6 +37,6 @@ crud-master is up.
                     -d '{"title": "A new movie", "description": "Very short description"}'
                curl -s -X POST $gateway/api/billing/ -H 'Content-Type: application/json' \\
                     -d '{"user_id": "3", "number_of_items": "5", "total_amount": "180"}'
-  watch        make status     (apps, health, queue depth)     make logs    (follow the logs)
+  watch        make status     (apps, health, queues, metrics)     make logs    (follow the logs)
   stop         make down       (data is kept)
 MSG

@@ -34,7 +34,7 @@ def main() -> None:
     # and at most one pooled HTTP connection.
     config.gateway.runtime_dir.mkdir(parents=True, exist_ok=True)
     serve(config.gateway, lambda: create_app(config), name="api_gateway", keepalive=5,
-          bind=f"unix:{config.gateway.app_socket}")
+          bind=f"unix:{config.gateway.app_socket}", metrics=config.metrics)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,8 @@ def main() -> None:
     config = load_or_exit(Config, "inventory")
     # Threads keep the gateway's pooled connections alive (keepalive above its idle time) and overlap database
     # waits; each worker builds its own engine after the fork.
-    serve(config.server, lambda: create_app(config), name="inventory_app", keepalive=75)
+    serve(config.server, lambda: create_app(config), name="inventory_app", keepalive=75,
+          metrics=config.metrics)
 
 
 if __name__ == "__main__":

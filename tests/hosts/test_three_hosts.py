@@ -110,6 +110,10 @@ def test_what_nobody_else_needs_listens_on_loopback_only(hosts):
     assert listening(hosts["billing"], 4369) <= {"127.0.0.1", "[::1]"}  # epmd
     assert listening(hosts["billing"], 25672) == {"127.0.0.1"}  # the node's distribution port
     assert listening(hosts["billing"], 4369)
+    # The operator's endpoints: metrics of the gateway and the inventory, billing's status.
+    assert listening(hosts["gateway"], SETTINGS["GATEWAY_METRICS_PORT"]) == {"127.0.0.1"}
+    assert listening(hosts["inventory"], SETTINGS["INVENTORY_METRICS_PORT"]) == {"127.0.0.1"}
+    assert listening(hosts["billing"], SETTINGS["BILLING_STATUS_PORT"]) == {"127.0.0.1"}
 
 
 ROLE_APPS = {"gateway": ["api_gateway", "api_gateway_front"], "inventory": ["inventory_app"], "billing": ["billing_app"]}

@@ -80,6 +80,8 @@ def test_what_only_this_machine_uses_listens_on_loopback_only(platform):
     wait_for("billing's status port", lambda: listening(env("BILLING_STATUS_PORT")), timeout_s=30)
     for name, port in [("RabbitMQ", env("RABBITMQ_PORT")), ("RabbitMQ's distribution port", 25672),
                        ("epmd", 4369), ("PostgreSQL", env("INVENTORY_DB_PORT")),
-                       ("billing's status", env("BILLING_STATUS_PORT"))]:
+                       ("billing's status", env("BILLING_STATUS_PORT")),
+                       ("the gateway's metrics", env("GATEWAY_METRICS_PORT")),
+                       ("the inventory's metrics", env("INVENTORY_METRICS_PORT"))]:
         addresses = listening(port)
         assert addresses and addresses <= LOOPBACK, f"{name} (:{port}) listens on {addresses}"

@@ -9,6 +9,7 @@ from flask import Flask, request
 from .config import Config
 from .inventory_client import InventoryClient
 from .keys import require_key
+from .metrics import GatewayMetrics
 from .proxy import InventoryProxy, mount
 from .publisher import Publisher
 from .routes import bp
@@ -29,7 +30,9 @@ def create_app(config: Config) -> Flask:
     app.extensions["inventory_client"] = inventory
     app.extensions["publisher"] = Publisher(config.rabbitmq, timeout_s=config.gateway.amqp_timeout_s,
                                             heartbeat_s=config.gateway.amqp_heartbeat_s)
-    init_request_logging(app, "gateway.access", upstream="-")
+    metrics = GatewayMetrics()
+    app.extensions["metrics"] = metrics
+    init_request_logging(app, "gateway.access", metrics, upstream="-")
     register_error_handlers(app)
     keys = config.gateway.api_keys
 
@@ -43,6 +46,6 @@ def create_app(config: Config) -> Flask:
 
     app.register_blueprint(bp)
     # /api/movies... bypasses Flask: a WSGI proxy of its own in front of it (app/proxy.py says why).
-    proxy = InventoryProxy(inventory, config.gateway.max_body_bytes, keys)
+    proxy = InventoryProxy(inventory, config.gateway.max_body_bytes, metrics, keys)
     app.wsgi_app = mount(proxy, app.wsgi_app)  # type: ignore[method-assign]
     return app

@@ -1,5 +1,5 @@
 """Settings of the API gateway, read once at its entry point: where it listens and its bounded waits (GATEWAY_*),
-the inventory it proxies to (INVENTORY_URL) and the broker it publishes to (RABBITMQ_*), validated by
+where its metrics are served (GATEWAY_METRICS_*), the inventory it proxies to (INVENTORY_URL) and the broker it publishes to (RABBITMQ_*), validated by
 pydantic-settings (crud_common.settings names every bad variable)."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
-from crud_common.settings import HttpServerSettings, RabbitSettings, Settings, part
+from crud_common.settings import HttpServerSettings, MetricsSettings, RabbitSettings, Settings, part
 from pydantic import AfterValidator, Field, FilePath, SecretStr, field_validator
 from pydantic_settings import NoDecode
 
@@ -77,5 +77,6 @@ class InventorySettings(Settings):
 @dataclass(frozen=True)
 class Config:
     gateway: GatewaySettings = part("GATEWAY_")
+    metrics: MetricsSettings = part("GATEWAY_METRICS_")
     inventory: InventorySettings = part("INVENTORY_")
     rabbitmq: RabbitSettings = part("RABBITMQ_")

@@ -28,11 +28,12 @@ from crud_common.serving import MAX_HEADER_FIELD_BYTES, MAX_HEADER_FIELDS, MAX_R
 from crud_common.webapp import log_access
 from pydantic import SecretStr
 from urllib3.exceptions import (
-    EmptyPoolError, HTTPError, MaxRetryError, NewConnectionError, ProtocolError, ReadTimeoutError,
+    ConnectTimeoutError, EmptyPoolError, HTTPError, MaxRetryError, NewConnectionError, ProtocolError, ReadTimeoutError,
 )
 
 from .inventory_client import InventoryClient
 from .keys import require_key
+from .metrics import GatewayMetrics
 
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("gateway.access")
@@ -71,9 +72,11 @@ def mount(proxy: WSGIApp, fallback: WSGIApp) -> WSGIApp:
 class InventoryProxy:
     """The WSGI application of the proxied paths."""
 
-    def __init__(self, client: InventoryClient, max_body_bytes: int, api_keys: tuple[SecretStr, ...] = ()) -> None:
+    def __init__(self, client: InventoryClient, max_body_bytes: int, metrics: GatewayMetrics,
+                 api_keys: tuple[SecretStr, ...] = ()) -> None:
         self.client = client
         self.max_body_bytes = max_body_bytes
+        self.metrics = metrics
         self.api_keys = api_keys
 
     def __call__(self, environ: WSGIEnviron, start_response: StartResponse) -> Iterable[bytes]:
@@ -84,6 +87,8 @@ class InventoryProxy:
 
         def logged(status: int) -> None:
             log_access(access_log, method, target, status, started, request_id, {"upstream": "inventory"})
+            self.metrics.observe(route_of(environ.get("PATH_INFO", "")), method, status,
+                                 time.perf_counter() - started)
 
         try:
             upstream = self._forward(environ, method, target, request_id)
@@ -98,7 +103,8 @@ class InventoryProxy:
         headers = _returned_headers(upstream, method)
         headers.append(("X-Request-ID", request_id))
         start_response(f"{upstream.status} {upstream.reason}".strip(), headers)
-        return RelayedBody(upstream, method, lambda: logged(upstream.status))
+        return RelayedBody(upstream, method, lambda: logged(upstream.status),
+                           on_cut_off=self.metrics.upstream_failures.labels("cut_off").inc)
 
     def _forward(
         self, environ: WSGIEnviron, method: str, target: str, request_id: str
@@ -110,19 +116,26 @@ class InventoryProxy:
         headers = _forwarded_headers(environ, request_id, self.client.host_header,
                                      keys_in_use=bool(self.api_keys))
         _check_upstream_limits(method, self.client.base_path + target, headers)
+        failures = self.metrics.upstream_failures
         try:
             return self.client.request(method, target, headers, body)
         except EmptyPoolError:
+            failures.labels("pool_exhausted").inc()
             raise ApiError(503, "the gateway has no free connection to the inventory, try again later") from None
         except ReadTimeoutError:
+            failures.labels("timeout").inc()
             log.warning("inventory timeout: %s %s", method, target)
             raise ApiError(504, "the inventory did not answer in time") from None
         except MaxRetryError as exc:
             if isinstance(exc.reason, ReadTimeoutError):
+                failures.labels("timeout").inc()
                 raise ApiError(504, "the inventory did not answer in time") from None
+            # A connection that never opened, or (an idempotent request tried again) the last try's failure.
+            failures.labels("unreachable" if isinstance(exc.reason, ConnectTimeoutError) else "bad_answer").inc()
             log.warning("inventory unreachable: %s", one_line(exc))
             raise ApiError(502, "the inventory is unreachable") from None
         except (NewConnectionError, ProtocolError, HTTPError, OSError) as exc:
+            failures.labels("bad_answer").inc()
             log.warning("inventory failed: %s", one_line(exc))
             raise ApiError(502, "the inventory closed the connection or answered garbage") from None
 
@@ -133,10 +146,12 @@ class RelayedBody:
     its end, and is dropped if the client leaves before. If the inventory fails in the middle, the client's
     connection is cut too (BrokenStream): an answer that lost its end must never look complete."""
 
-    def __init__(self, upstream: urllib3.BaseHTTPResponse, method: str, on_close: Callable[[], None]) -> None:
+    def __init__(self, upstream: urllib3.BaseHTTPResponse, method: str, on_close: Callable[[], None], *,
+                 on_cut_off: Callable[[], None] = lambda: None) -> None:
         self._upstream = upstream
         self._method = method
         self._on_close = on_close
+        self._on_cut_off = on_cut_off
         self._complete = method == "HEAD"  # a HEAD answer has no body to relay
 
     def __iter__(self) -> Iterator[bytes]:
@@ -146,6 +161,7 @@ class RelayedBody:
             yield from self._upstream.stream(RELAY_CHUNK_BYTES, decode_content=False)
         except (HTTPError, OSError) as exc:
             log.warning("the inventory's answer was cut off: %s", one_line(exc))
+            self._on_cut_off()
             raise BrokenStream("the inventory's answer was cut off") from None
         self._complete = True
 
@@ -156,6 +172,17 @@ class RelayedBody:
             self._upstream.close()  # unread bytes left (the client left early): it cannot serve another request
         self._upstream.release_conn()
         self._on_close()
+
+
+def route_of(path: str) -> str | None:
+    """The route a proxied path is counted under: the inventory's own two patterns, else none (a path the
+    inventory answers 404): a label per id would make a series per movie."""
+    rest = path[len(PREFIX):]
+    if rest in ("", "/"):
+        return PREFIX
+    if "/" not in rest[1:]:
+        return PREFIX + "/<movie_id>"  # the inventory's own name of it
+    return None
 
 
 def _unexpected(method: str, target: str) -> ApiError:

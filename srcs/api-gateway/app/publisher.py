@@ -24,7 +24,11 @@ log = logging.getLogger(__name__)
 
 
 class BrokerUnavailable(Exception):
-    """The broker did not take the message (down, refused it, or could not route it)."""
+    """The broker did not take the message: down, or could not route it, or (`refused`) it answered no."""
+
+    def __init__(self, reason: str, *, refused: bool = False) -> None:
+        super().__init__(reason)
+        self.refused = refused
 
 
 @dataclass(frozen=True)
@@ -72,7 +76,7 @@ class Publisher:
                 return
             except NackError:
                 # The broker answered, and said no (e.g. the queue is full): trying again now would not help.
-                raise BrokerUnavailable("the broker refused the message") from None
+                raise BrokerUnavailable("the broker refused the message", refused=True) from None
             except ConnectionBlockedTimeout:
                 self._discard()
                 raise BrokerUnavailable("the broker is blocking publishers (resource alarm)") from None

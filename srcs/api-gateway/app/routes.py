@@ -25,7 +25,8 @@ def post_order() -> Response:
     order = OrderRequest.model_validate(json_body(parse_float=exact_decimal))
     key = idempotency_key(request.headers.get("Idempotency-Key"))
     note("upstream", "rabbitmq")
-    order_id = place_order(current_app.extensions["publisher"], order, key, g.request_id)
+    order_id = place_order(current_app.extensions["publisher"], order, key, g.request_id,
+                           current_app.extensions["metrics"])
     return jsonify({"message": "Message posted", "message_id": order_id, "request_id": g.request_id})
 
 

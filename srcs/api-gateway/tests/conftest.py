@@ -69,6 +69,7 @@ def make_client(config: Config):
             gateway=config.gateway.model_copy(update=gateway),
             inventory=config.inventory.model_copy(update={"url": inventory_url or config.inventory.url}),
             rabbitmq=config.rabbitmq.model_copy(update=rabbitmq or {}),
+            metrics=config.metrics,
         )
         return gateway_app(changed).test_client()
 

@@ -20,12 +20,12 @@ INVENTORY_PYTHON = INVENTORY_DIR / ".venv" / "bin" / "python"
 
 
 def environ_for_tests(**overrides: str) -> dict[str, str]:
-    """The platform's settings with the gateway on the test vhost and free ports (ports 3000/8080 of a running
+    """The platform's settings with the gateway on the test vhost and free ports (ports 3000/8080/9101 of a running
     platform are never used; nothing listens at its INVENTORY_URL unless a test says so), plus `overrides`."""
     environ = testing.environ_for_tests()
     return {
         **environ, "RABBITMQ_VHOST": environ["RABBITMQ_TEST_VHOST"], "GATEWAY_HOST": "127.0.0.1",
-        "GATEWAY_PORT": str(free_port()), "INVENTORY_URL": f"http://127.0.0.1:{free_port()}",
+        "GATEWAY_PORT": str(free_port()), "GATEWAY_METRICS_PORT": str(free_port()), "INVENTORY_URL": f"http://127.0.0.1:{free_port()}",
         "GATEWAY_RUNTIME_DIR": "/run/crud-master-tests", **overrides,
     }
 
@@ -37,7 +37,7 @@ def config_for_tests(**overrides: str) -> Config:
 def inventory_environ(port: int) -> dict[str, str]:
     environ = testing.environ_for_tests()
     return {**environ, "INVENTORY_DB_NAME": environ["INVENTORY_TEST_DB_NAME"], "INVENTORY_HOST": "127.0.0.1",
-            "INVENTORY_PORT": str(port), "INVENTORY_WORKERS": "1", "INVENTORY_THREADS": "8"}
+            "INVENTORY_PORT": str(port), "INVENTORY_METRICS_PORT": str(free_port()), "INVENTORY_WORKERS": "1", "INVENTORY_THREADS": "8"}
 
 
 def migrate_inventory_test_database() -> None:

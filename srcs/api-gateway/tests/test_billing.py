@@ -26,6 +26,13 @@ def rabbitmqctl(*args: str) -> None:
     subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=120)
 
 
+def publishes(client) -> dict[str, float]:
+    """What became of the orders this gateway published (its metrics)."""
+    registry = client.application.extensions["metrics"].registry
+    return {outcome: registry.get_sample_value("gateway_order_publishes_total", {"outcome": outcome})
+            for outcome in ("confirmed", "refused", "failed")}
+
+
 def test_order_is_published_persistently_then_answered(client, amqp, config):
     response = client.post("/api/billing", json=ORDER, headers={"X-Request-ID": "order-req-1"})
     assert response.status_code == 200, response.data
@@ -41,6 +48,7 @@ def test_order_is_published_persistently_then_answered(client, amqp, config):
     assert properties.content_type == "application/json"
     assert abs(properties.timestamp - time.time()) < 60
     assert_queue_empty(amqp, config.rabbitmq.queue)
+    assert publishes(client) == {"confirmed": 1, "refused": 0, "failed": 0}
 
 
 @pytest.mark.parametrize(
@@ -209,6 +217,7 @@ def test_broker_down_gives_503_never_200_and_recovers_without_restart(client, am
             assert response.status_code == 503, response.data
             assert response.get_json()["error"] == "service_unavailable"
             assert time.monotonic() - started < 12
+        assert publishes(client) == {"confirmed": 1, "refused": 0, "failed": 2}
         health = client.get("/health")
         assert health.status_code == 503 and health.get_json()["down"] == ["rabbitmq"]
     finally:
@@ -241,6 +250,8 @@ def test_a_full_queue_nacks_and_the_answer_is_503_never_200(client, amqp, config
         assert set(statuses[:-1]) <= {200}
         refused = client.post("/api/billing", json=ORDER)
         assert refused.status_code == 503 and refused.get_json()["error"] == "service_unavailable"
+        # Counted as refused by the broker, not as a broker that is away.
+        assert publishes(client) == {"confirmed": statuses.count(200), "refused": 2, "failed": 0}
         # Every 200 is a message in the queue; no 503 is.
         drained = 0
         while amqp.basic_get(queue, auto_ack=True)[0] is not None:

@@ -55,6 +55,14 @@ def test_server_serves_over_http_and_exits_0_on_sigterm(inventory, amqp, clean_m
         proxied_chunked = requests.post(f"{base}/api/movies", data=iter([b'{"title": "', b"x" * 70_000, b'"}']),
                                         headers={"Content-Type": "application/json"}, timeout=5)
         assert proxied_chunked.status_code == 413
+        scraped = requests.get(f"http://127.0.0.1:{server.config.metrics.port}/metrics", timeout=5)
+        assert scraped.status_code == 200
+        assert 'http_requests_total{method="POST",route="/api/movies",status="200"} 1.0' in scraped.text
+        assert 'http_requests_total{method="POST",route="/api/billing",status="200"} 1.0' in scraped.text
+        assert 'gateway_order_publishes_total{outcome="confirmed"} 1.0' in scraped.text
+        assert 'gateway_inventory_failures_total{kind="unreachable"} 0.0' in scraped.text
+        # Only on the metrics address: the public port has no /metrics.
+        assert requests.get(f"{base}/metrics", timeout=5).status_code == 404
     assert server.returncodes == (0, 0), server.output
     assert "POST /api/billing/ 200 " in server.output and "upstream=rabbitmq" in server.output
     assert "POST /api/movies/ 200 " in server.output and "upstream=inventory" in server.output

@@ -23,6 +23,12 @@ def assert_error(response, status: int, code: str) -> None:
     assert body["message"]
 
 
+def failures(client, kind: str) -> float:
+    """How many requests the gateway counted as failed by the inventory in this way (its metrics)."""
+    registry = client.application.extensions["metrics"].registry
+    return registry.get_sample_value("gateway_inventory_failures_total", {"kind": kind})
+
+
 def test_stopped_inventory_gives_502_then_recovers_without_restart(make_client):
     inventory = InventoryProcess().start()
     try:
@@ -34,6 +40,7 @@ def test_stopped_inventory_gives_502_then_recovers_without_restart(make_client):
             response = client.open("/api/movies/", method=method, json={"title": "x"} if method == "POST" else None)
             assert_error(response, 502, "bad_gateway")
             assert time.monotonic() - started < 3
+        assert (failures(client, "unreachable"), failures(client, "bad_answer")) == (3, 0)
         health = client.get("/health")
         assert health.status_code == 503 and health.get_json()["down"] == ["inventory"]
         inventory.start()  # same port
@@ -55,6 +62,7 @@ def test_slow_inventory_gives_504_within_the_read_timeout(make_client):
         before = upstream.connections
         assert_error(client.post("/api/movies", json={"title": "x"}), 504, "gateway_timeout")
         assert upstream.connections == before + 1
+        assert (failures(client, "timeout"), failures(client, "unreachable")) == (2, 0)
         # /health is bounded too.
         started = time.monotonic()
         assert client.get("/health").status_code == 503
@@ -67,6 +75,7 @@ def test_broken_inventory_gives_502(make_client, behaviour):
         client = make_client(inventory_url=upstream.url)
         assert_error(client.get("/api/movies/1"), 502, "bad_gateway")
         assert_error(client.put("/api/movies/1", json={"title": "x"}), 502, "bad_gateway")
+        assert (failures(client, "bad_answer"), failures(client, "unreachable")) == (2, 0)
 
 
 def test_exhausted_connection_pool_gives_503(make_client):
@@ -83,6 +92,7 @@ def test_exhausted_connection_pool_gives_503(make_client):
             assert_error(client.get("/api/movies"), 503, "service_unavailable")
         finally:
             holder.join()
+        assert failures(client, "pool_exhausted") == 1
         # Once the connection is back in the pool, the gateway works again.
         assert client.get("/api/movies").status_code == 200
 
@@ -125,6 +135,7 @@ def test_an_answer_cut_off_by_the_inventory_is_cut_off_for_the_client_too(make_c
             client.get("/api/movies")
         with pytest.raises(BrokenStream):
             client.get("/api/movies")  # a fresh connection: the broken one was not put back in the pool
+        assert failures(client, "cut_off") == 2
 
 
 @pytest.mark.parametrize("method", ["GET", "PUT", "DELETE", "HEAD", "OPTIONS"])

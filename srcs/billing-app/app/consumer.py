@@ -179,7 +179,8 @@ class BillingConsumer:
         while self._inbox and len(batch) < self._settings.batch_size:
             delivery = self._inbox.popleft()
             try:
-                batch.append(PendingOrder(delivery, order_row(delivery.body, _message_id(delivery))))
+                row = order_row(delivery.body, _message_id(delivery), delivery.properties.correlation_id)
+                batch.append(PendingOrder(delivery, row))
             except InvalidOrder as exc:
                 log.warning("dead-lettering message_id=%s correlation_id=%s: %s", delivery.properties.message_id,
                             delivery.properties.correlation_id, exc)

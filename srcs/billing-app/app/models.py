@@ -22,3 +22,5 @@ class Order(Base):
     total_amount: Mapped[Decimal] = mapped_column(Numeric(12, 2))
     message_id: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    # The request id of the POST /api/billing that placed it (its X-Request-ID): a 200 traced to its row.
+    request_id: Mapped[str | None] = mapped_column(Text)

@@ -55,6 +55,11 @@ def order(user_id: Any = 1, number_of_items: Any = 2, total_amount: Any = "10.50
     return json.dumps(fields).encode()
 
 
+def request_id_of(message_id: str | None) -> str:
+    """The correlation id `Broker.publish` gives a message: a request id the test can tell from its message id."""
+    return f"request-{message_id}" if message_id else uuid.uuid4().hex
+
+
 class Broker:
     """The test vhost as the tests see it: topology reset, confirmed publishing, queue counts."""
 
@@ -94,7 +99,8 @@ class Broker:
     def publish(self, bodies: Iterable[bytes | tuple[bytes, str | None]], timeout: float = 120.0) -> list[str | None]:
         """Publish persistent messages with publisher confirms, pipelined; return their message ids.
 
-        Each item is a body (a new uuid4 message id) or (body, message_id) where None means no message id.
+        Each item is a body (a new uuid4 message id) or (body, message_id) where None means no message id; the
+        correlation id is request_id_of(message_id).
         Returns only once the broker has confirmed every one (and fails on any nack).
         """
         messages: list[tuple[bytes, pika.BasicProperties]] = []
@@ -109,7 +115,8 @@ class Broker:
                         delivery_mode=pika.DeliveryMode.Persistent,
                         content_type="application/json",
                         message_id=message_id,
-                        correlation_id=uuid.uuid4().hex,
+                        # As the gateway sets it: the id of the request that placed the order.
+                        correlation_id=request_id_of(message_id),
                         timestamp=int(time.time()),
                     ),
                 )

@@ -9,7 +9,7 @@ from dataclasses import replace
 
 from crud_common.testing import wait_for
 
-from .support import order
+from .support import order, request_id_of
 
 
 def test_orders_published_while_stopped_are_all_stored_once_it_starts(broker, orders, start_consumer):
@@ -32,6 +32,19 @@ def test_a_lone_message_is_stored_promptly(broker, orders, start_consumer, store
     [message_id] = broker.publish([order(user_id=7)])
     wait_for("the order stored", lambda: stored_ids() == [message_id], timeout_s=10, every_s=0.02)
     wait_for("the order acked", lambda: broker.queue_counts() == (0, 0), timeout_s=15)
+
+
+def test_each_order_is_stored_with_the_request_id_that_placed_it(broker, orders, engine, start_consumer):
+    from sqlalchemy import select
+
+    from app.models import Order
+
+    ids = broker.publish([order(user_id=1), order(user_id=2)])
+    start_consumer()
+    wait_for("both orders stored", lambda: orders() == 2)
+    with engine.connect() as connection:
+        stored = dict(connection.execute(select(Order.message_id, Order.request_id)).all())
+    assert stored == {message_id: request_id_of(message_id) for message_id in ids}
 
 
 def test_orders_arriving_within_the_linger_share_one_batch(broker, orders, start_consumer):
@@ -184,8 +197,8 @@ def test_a_row_the_database_refuses_is_dead_lettered_and_the_batch_still_stored(
     import app.consumer
     from app.schemas import order_row
 
-    def leaky_order_row(body: bytes, message_id: str):
-        row = order_row(body, message_id)
+    def leaky_order_row(body: bytes, message_id: str, correlation_id: str | None):
+        row = order_row(body, message_id, correlation_id)
         return replace(row, number_of_items=2**40) if message_id == "too-big" else row
 
     monkeypatch.setattr(app.consumer, "order_row", leaky_order_row)

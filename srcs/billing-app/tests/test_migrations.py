@@ -12,7 +12,7 @@ from .support import SERVICE_DIR
 
 
 def test_the_schema_is_the_migrations_and_matches_the_models(config):
-    check_migrations(SERVICE_DIR, config.database.url(), Base.metadata, table="orders", head="0001")
+    check_migrations(SERVICE_DIR, config.database.url(), Base.metadata, table="orders", head="0002")
 
 
 def test_message_id_is_unique_and_required(engine):

@@ -17,7 +17,18 @@ def test_a_message_becomes_the_row_of_its_order_under_its_id():
     row = order_row(b'{"user_id":3,"number_of_items":5,"total_amount":"180.00"}', "m1")
     assert row == OrderRow("m1", 3, 5, Decimal("180.00"))
     assert row.as_values() == {"message_id": "m1", "user_id": 3, "number_of_items": 5,
-                               "total_amount": Decimal("180.00")}
+                               "total_amount": Decimal("180.00"), "request_id": None}
+
+
+def test_the_correlation_id_is_kept_as_the_request_id_that_placed_the_order():
+    row = order_row(order(), "m1", "3f1c0c7e8a2b4d6f")
+    assert row.request_id == "3f1c0c7e8a2b4d6f" and row.as_values()["request_id"] == "3f1c0c7e8a2b4d6f"
+
+
+@pytest.mark.parametrize("correlation_id", [None, "", b"\xff", "line\nbreak", "nul\x00"])
+def test_a_correlation_id_that_cannot_be_stored_is_left_out_and_the_order_kept(correlation_id):
+    # It only traces the order: a producer that sets none, or garbage, does not lose the order.
+    assert order_row(order(), "m1", correlation_id).request_id is None
 
 
 def test_the_exercise_s_stringified_body_reads_the_same():

@@ -3,7 +3,10 @@ refusals in the platform's JSON error shape, its log escaped, and the request li
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import gunicorn.glogging
@@ -13,6 +16,7 @@ from gunicorn.workers.gthread import TConn, ThreadWorker
 
 from .errors import ApiError, code_for, shorten, wsgi_error
 from .logs import EscapingFormatter
+from .metrics import MetricsEndpoint, count_across_processes, worker_gone
 from .request_ids import new_request_id
 
 # What the HTTP server accepts of a request, the same on both services: the gateway checks that what it
@@ -95,7 +99,7 @@ class GunicornServer(BaseApplication):
     """
 
     def __init__(self, load_app: Callable[[], Any], *, name: str, bind: str, workers: int, threads: int,
-                 keepalive: int) -> None:
+                 keepalive: int, hooks: dict[str, Callable[..., Any]] | None = None) -> None:
         self._load_app = load_app
         self._settings = {
             "bind": bind,
@@ -114,6 +118,7 @@ class GunicornServer(BaseApplication):
             # gunicorn's control socket is one path per user ($HOME/.gunicorn/gunicorn.ctl), which every gunicorn
             # of the machine would share; PM2 is the controller here.
             "control_socket_disable": True,
+            **(hooks or {}),
         }
         super().__init__()
 
@@ -125,9 +130,31 @@ class GunicornServer(BaseApplication):
         return self._load_app()
 
 
-def serve(server: Any, load_app: Callable[[], Any], *, name: str, keepalive: int, bind: str | None = None) -> None:
+def serve(server: Any, load_app: Callable[[], Any], *, name: str, keepalive: int, bind: str | None = None,
+          metrics: Any = None) -> None:
     """Run gunicorn in this process until SIGTERM, with `load_app` run in each worker after the fork: on `bind`
     (e.g. "unix:/path"), else on `server`'s host and port; its workers and threads are `server`'s
-    (HttpServerSettings)."""
+    (HttpServerSettings). With `metrics` (MetricsSettings), the workers' metrics are added up and served there
+    by the master."""
+    hooks = _metrics_hooks(name, metrics) if metrics is not None else None
     GunicornServer(load_app, name=name, bind=bind or f"{server.host}:{server.port}", workers=server.workers,
-                   threads=server.threads, keepalive=keepalive).run()
+                   threads=server.threads, keepalive=keepalive, hooks=hooks).run()
+
+
+def _metrics_hooks(name: str, metrics: Any) -> dict[str, Callable[..., Any]]:
+    """gunicorn's hooks for metrics kept across its workers: the values' directory is this master's own (made
+    now, before any worker exists, and removed when it exits), the endpoint a thread of the master."""
+    directory = Path(tempfile.mkdtemp(prefix=f"{name}-metrics-"))
+    count_across_processes(directory)
+    endpoint = MetricsEndpoint.across_processes(metrics.host, metrics.port, directory)
+
+    def on_exit(_arbiter: Any) -> None:
+        endpoint.stop()
+        shutil.rmtree(directory, ignore_errors=True)
+
+    return {
+        "when_ready": lambda _arbiter: endpoint.start(),
+        "post_fork": lambda _arbiter, _worker: endpoint.close_listener(),
+        "child_exit": lambda _arbiter, worker: worker_gone(directory, worker.pid),
+        "on_exit": on_exit,
+    }

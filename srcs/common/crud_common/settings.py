@@ -50,6 +50,14 @@ class HttpServerSettings(Settings):
     threads: Annotated[int, Field(ge=1, le=256)] = 8
 
 
+class MetricsSettings(Settings):
+    """Where an HTTP service serves its Prometheus metrics (GATEWAY_METRICS_*, INVENTORY_METRICS_*): an
+    operator's address, loopback unless told otherwise, never the public port."""
+
+    host: str = "127.0.0.1"
+    port: Port
+
+
 class DatabaseSettings(Settings):
     """A PostgreSQL database and the role that owns it (INVENTORY_DB_* or BILLING_DB_*)."""
 

@@ -15,6 +15,7 @@ from werkzeug.exceptions import HTTPException
 
 from .bodies import NotAJsonObject, is_json, json_object, read_body
 from .errors import ApiError, body_error, error_document, field_error, shorten, validation_error
+from .metrics import HttpMetrics
 from .request_ids import request_id_from
 
 log = logging.getLogger(__name__)
@@ -24,10 +25,11 @@ Model = TypeVar("Model", bound=BaseModel)
 
 # --- request ids and the access line -------------------------------------------------------------------------
 
-def init_request_logging(app: Flask, access_logger: str, **defaults: str) -> None:
+def init_request_logging(app: Flask, access_logger: str, metrics: HttpMetrics, **defaults: str) -> None:
     """Every request gets an id (the client's plain X-Request-ID, else a new one), returned in X-Request-ID, and
     one access line: `METHOD TARGET STATUS DURATIONms request_id=ID`, then `name=value` for each default (which a
-    route may change with `note`, e.g. the gateway's upstream=rabbitmq)."""
+    route may change with `note`, e.g. the gateway's upstream=rabbitmq); and it is counted in `metrics`, under
+    its route's pattern."""
     logger = logging.getLogger(access_logger)
 
     @app.before_request
@@ -42,8 +44,11 @@ def init_request_logging(app: Flask, access_logger: str, **defaults: str) -> Non
         request_id = g.get("request_id") or request_id_from(request.headers.get("X-Request-ID"))
         g.request_id = request_id
         response.headers["X-Request-ID"] = request_id
-        log_access(logger, request.method, request.full_path.rstrip("?"), response.status_code,
-                   g.get("started", time.perf_counter()), request_id, g.get("access_notes", defaults))
+        started = g.get("started", time.perf_counter())
+        log_access(logger, request.method, request.full_path.rstrip("?"), response.status_code, started,
+                   request_id, g.get("access_notes", defaults))
+        route = request.url_rule.rule if request.url_rule is not None else None
+        metrics.observe(route, request.method, response.status_code, time.perf_counter() - started)
         return response
 
 

@@ -11,6 +11,7 @@ from flask import Flask, jsonify
 from pydantic import BaseModel, ConfigDict
 
 from crud_common.errors import ApiError
+from crud_common.metrics import HttpMetrics
 from crud_common.settings import RabbitSettings, environment, load_parts
 from crud_common.webapp import (
     init_request_logging, json_body, note, query, refuse_query_parameters, register_error_handlers,
@@ -31,7 +32,9 @@ def app() -> Flask:
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = 1024
     app.url_map.merge_slashes = False
-    init_request_logging(app, "test.access", upstream="-")
+    metrics = HttpMetrics()
+    app.extensions["metrics"] = metrics
+    init_request_logging(app, "test.access", metrics, upstream="-")
     register_error_handlers(app, {Teapot: lambda exc: ApiError(503, "the teapot is busy")})
 
     @app.post("/echo")

@@ -8,6 +8,7 @@ from flask import Flask
 from .config import Config
 from .db import Database
 from .errors import DATABASE_ERRORS
+from .metrics import InventoryMetrics
 from .routes import bp
 
 
@@ -22,7 +23,9 @@ def create_app(config: Config) -> Flask:
     app.url_map.merge_slashes = False
     app.extensions["inventory_config"] = config
     Database(config).init_app(app)
-    init_request_logging(app, "inventory.access")
+    metrics = InventoryMetrics()
+    app.extensions["metrics"] = metrics
+    init_request_logging(app, "inventory.access", metrics)
     register_error_handlers(app, DATABASE_ERRORS)
     app.register_blueprint(bp)
     return app

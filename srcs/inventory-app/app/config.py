@@ -1,17 +1,19 @@
-"""Settings of the inventory service, read once at its entry point: where it listens (INVENTORY_*) and its
-database (INVENTORY_DB_*), validated by pydantic-settings (crud_common.settings names every bad variable)."""
+"""Settings of the inventory service, read once at its entry point: where it listens (INVENTORY_*), its
+database (INVENTORY_DB_*) and where its metrics are served (INVENTORY_METRICS_*), validated by pydantic-settings
+(crud_common.settings names every bad variable)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from crud_common.settings import DatabaseSettings, HttpServerSettings, part
+from crud_common.settings import DatabaseSettings, HttpServerSettings, MetricsSettings, part
 
 
 @dataclass(frozen=True)
 class Config:
     server: HttpServerSettings = part("INVENTORY_")
     database: DatabaseSettings = part("INVENTORY_DB_")
+    metrics: MetricsSettings = part("INVENTORY_METRICS_")
     # Bounded waits, so that a dead or slow database turns into a quick 503, never a hung request.
     db_connect_timeout_s: int = 3
     db_statement_timeout_ms: int = 5000

@@ -227,3 +227,8 @@ def test_a_statement_over_the_timeout_is_cancelled_and_a_503(config, migrated_da
         locker.rollback()
     app.extensions["database"].engine.dispose()
     assert_error(response, 503, "service_unavailable")
+    # Counted as what it was, for an operator to tell a slow database from a dead one.
+    registry = app.extensions["metrics"].registry
+    assert registry.get_sample_value("inventory_database_errors_total", {"kind": "statement_timeout"}) == 1
+    assert registry.get_sample_value("inventory_database_errors_total", {"kind": "unavailable"}) == 0
+

@@ -39,6 +39,9 @@ def test_service_starts_with_the_database_down_and_recovers_when_it_returns(rela
     listing = relayed_client.get("/api/movies")
     assert listing.status_code == 503
     assert listing.get_json()["error"] == "service_unavailable"
+    registry = relayed_client.application.extensions["metrics"].registry
+    assert registry.get_sample_value("inventory_database_errors_total", {"kind": "unavailable"}) >= 1
+    assert registry.get_sample_value("inventory_database_errors_total", {"kind": "statement_timeout"}) == 0
 
     relay.start()
     assert relayed_client.get("/health").status_code == 200

@@ -37,6 +37,13 @@ def test_server_serves_over_http_and_exits_0_on_sigterm(migrated_database):
         chunked = requests.post(f"{server.base}/api/movies", data=iter([b'{"title": "', b"x" * 70_000, b'"}']),
                                 headers={"Content-Type": "application/json"}, timeout=5)
         assert chunked.status_code == 413 and chunked.json()["error"] == "payload_too_large"
+        scraped = requests.get(f"http://127.0.0.1:{server.environ['INVENTORY_METRICS_PORT']}/metrics", timeout=5)
+        assert scraped.status_code == 200
+        assert 'http_requests_total{method="POST",route="/api/movies",status="200"} 1.0' in scraped.text
+        assert 'http_requests_total{method="POST",route="/api/movies",status="413"} 1.0' in scraped.text
+        assert 'inventory_database_errors_total{kind="unavailable"} 0.0' in scraped.text
+        # Only on the metrics address: the service's own port has no /metrics.
+        assert requests.get(f"{server.base}/metrics", timeout=5).status_code == 404
     assert server.returncode == 0, server.output
     assert "POST /api/movies/ 200" in server.output
 
