@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import logging
 
-from crud_common.errors import ApiError
+from crud_common.errors import ApiError, field_error
 from crud_common.logs import one_line
 from flask import current_app
 from sqlalchemy.exc import DBAPIError, TimeoutError as PoolTimeoutError
 
-# PostgreSQL's SQLSTATE for a statement it cancelled (statement_timeout).
-QUERY_CANCELED = "57014"
+from .movies import QUERY_CANCELED, SearchTooBroad
 
 log = logging.getLogger(__name__)
 
@@ -32,4 +31,10 @@ def failure_kind(exc: Exception) -> str:
     return "unavailable"
 
 
-DATABASE_ERRORS = {DBAPIError: database_unavailable, PoolTimeoutError: database_unavailable}
+def search_too_broad(_exc: Exception) -> ApiError:
+    # The client's term, not the database, is the problem: a 400 that says what to change.
+    return field_error("title", "matches too many titles to search in time: use a longer or more specific text")
+
+
+DATABASE_ERRORS = {DBAPIError: database_unavailable, PoolTimeoutError: database_unavailable,
+                   SearchTooBroad: search_too_broad}

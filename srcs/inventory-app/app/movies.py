@@ -9,12 +9,14 @@ more, and building objects is most of the cost of a page of 100 movies (bench/RE
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, Integer, Text, bindparam, delete, func, insert, literal_column, select, update
 from sqlalchemy.dialects.postgresql import aggregate_order_by
+from sqlalchemy.exc import DBAPIError
 
 from .models import Movie, MovieData
 
@@ -25,6 +27,31 @@ def _contains_pattern(text: str) -> str:
     # The search is a substring match: LIKE's own wildcards in the user's text are literal characters.
     escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return f"%{escaped}%"
+
+
+# PostgreSQL's SQLSTATE for a statement it cancelled (statement_timeout).
+QUERY_CANCELED = "57014"
+
+
+class SearchTooBroad(Exception):
+    """A title search PostgreSQL cancelled at the search timeout: the term's trigrams are in too many titles for
+    the index to narrow it down (e.g. "the the": every title has "the", few hold "the the")."""
+
+
+@contextmanager
+def _search_bound(connection: Connection, timeout_ms: int) -> Iterator[None]:
+    """The statements inside get the search's own, shorter timeout, then the session's default again (RESET: the
+    statement timeout the connection was opened with)."""
+    connection.exec_driver_sql(f"SET statement_timeout = {int(timeout_ms)}")
+    try:
+        yield
+    except DBAPIError as exc:
+        if getattr(exc.orig, "pgcode", None) == QUERY_CANCELED:
+            raise SearchTooBroad() from None
+        raise
+    finally:
+        if not connection.invalidated:
+            connection.exec_driver_sql("RESET statement_timeout")
 
 
 def _movie(row: Sequence[Any]) -> MovieData:
@@ -58,11 +85,14 @@ _BY_ID = select(*_COLUMNS).where(Movie.id == bindparam("id"))
 _DELETE_BY_ID = delete(Movie).where(Movie.id == bindparam("id"))
 
 
-def list_movies(connection: Connection, *, title: str, after: int, limit: int) -> list[MovieData]:
-    """Up to `limit` movies with id > `after`, in id order, whose title contains `title` (any case)."""
+def list_movies(connection: Connection, *, title: str, after: int, limit: int,
+                search_timeout_ms: int) -> list[MovieData]:
+    """Up to `limit` movies with id > `after`, in id order, whose title contains `title` (any case); a search
+    that takes longer than `search_timeout_ms` is SearchTooBroad."""
     if title:
         pattern = _contains_pattern(title)
-        rows = connection.execute(_PAGE_WITH_TITLE, {"after": after, "limit": limit, "pattern": pattern})
+        with _search_bound(connection, search_timeout_ms):
+            rows = connection.execute(_PAGE_WITH_TITLE, {"after": after, "limit": limit, "pattern": pattern}).all()
     else:
         rows = connection.execute(_PAGE, {"after": after, "limit": limit})
     return [_movie(row) for row in rows]
@@ -77,12 +107,14 @@ class JsonBatch:
     last_id: int
 
 
-def json_batch(connection: Connection, *, title: str, after: int, limit: int) -> JsonBatch:
+def json_batch(connection: Connection, *, title: str, after: int, limit: int,
+               search_timeout_ms: int) -> JsonBatch:
     """The movies `list_movies` would return, already encoded by PostgreSQL (the row_to_json of id, title,
     description: the same object, key order and escapes as the API's JSON)."""
     if title:
         parameters = {"after": after, "limit": limit, "pattern": _contains_pattern(title)}
-        row = connection.execute(_JSON_BATCH_WITH_TITLE, parameters).one()
+        with _search_bound(connection, search_timeout_ms):
+            row = connection.execute(_JSON_BATCH_WITH_TITLE, parameters).one()
     else:
         row = connection.execute(_JSON_BATCH, {"after": after, "limit": limit}).one()
     text, count, last_id = row

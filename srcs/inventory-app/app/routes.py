@@ -10,7 +10,7 @@ from urllib.parse import urlencode
 from crud_common.errors import ApiError, BrokenStream, field_error, shorten
 from crud_common.logs import one_line
 from crud_common.webapp import error_response, json_body, query, refuse_query_parameters
-from flask import Blueprint, Response, jsonify, request, stream_with_context
+from flask import Blueprint, Response, current_app, jsonify, request, stream_with_context
 from sqlalchemy.exc import SQLAlchemyError
 
 from . import movies
@@ -43,7 +43,8 @@ def list_movies() -> Response:
     params = query(ListQuery)
     if params.limit is None:
         return _every_movie(params.title, params.after)
-    page = read(movies.list_movies, title=params.title, after=params.after, limit=params.limit + 1)
+    page = read(movies.list_movies, title=params.title, after=params.after, limit=params.limit + 1,
+                search_timeout_ms=_search_timeout_ms())
     has_next = len(page) > params.limit
     page = page[: params.limit]
     response = jsonify(page)
@@ -59,18 +60,28 @@ def list_movies() -> Response:
 def _every_movie(title: str, after: int) -> Response:
     """Every matching movie, in id order. The first batch is read before answering, so a database that is down
     is still a 503; a list that fits in it is one plain answer, a longer one is streamed batch by batch."""
-    first = read(movies.json_batch, title=title, after=after, limit=STREAM_BATCH)
+    first = read(movies.json_batch, title=title, after=after, limit=STREAM_BATCH, search_timeout_ms=_search_timeout_ms())
     if first.count < STREAM_BATCH:
         return Response(f"[{first.json}]\n", mimetype="application/json")
     return Response(stream_with_context(_json_array(first, title)), mimetype="application/json")
 
 
+def _search_timeout_ms() -> int:
+    return current_app.extensions["inventory_config"].db_search_timeout_ms
+
+
 def _json_array(first: movies.JsonBatch, title: str) -> Iterator[bytes]:
     yield f"[{first.json}".encode()
     batch = first
+    search_timeout_ms = _search_timeout_ms()
     while batch.count == STREAM_BATCH:
         try:
-            batch = read(movies.json_batch, title=title, after=batch.last_id, limit=STREAM_BATCH)
+            batch = read(movies.json_batch, title=title, after=batch.last_id, limit=STREAM_BATCH,
+                         search_timeout_ms=search_timeout_ms)
+        except movies.SearchTooBroad:
+            log.warning("list of movies cut off after id %d: the search for %r took too long", batch.last_id,
+                        shorten(title))
+            raise BrokenStream("the search took too long in the middle of the list") from None
         except SQLAlchemyError as exc:
             log.warning("list of movies cut off after id %d: database unavailable: %s", batch.last_id, one_line(exc))
             raise BrokenStream("the database failed in the middle of the list") from None

@@ -232,3 +232,25 @@ def test_a_statement_over_the_timeout_is_cancelled_and_a_503(config, migrated_da
     assert registry.get_sample_value("inventory_database_errors_total", {"kind": "statement_timeout"}) == 1
     assert registry.get_sample_value("inventory_database_errors_total", {"kind": "unavailable"}) == 0
 
+
+@pytest.mark.parametrize("query", [{"title": "the the", "limit": "20"}, {"title": "the the"}], ids=["page", "list"])
+def test_a_search_over_its_own_timeout_is_a_400_naming_the_title(config, migrated_database, admin_engine, query):
+    # A search gets a shorter bound than other statements: the lock keeps it waiting, as a term the trigram index
+    # cannot narrow down keeps it scanning; it is refused, the client told what to change, and the connection
+    # goes back to the pool with its usual timeout.
+    import dataclasses
+
+    from sqlalchemy import text
+
+    from app import create_app
+
+    app = create_app(dataclasses.replace(config, db_statement_timeout_ms=5000, db_search_timeout_ms=100))
+    with admin_engine.connect() as locker:
+        locker.execute(text("LOCK TABLE movies IN ACCESS EXCLUSIVE MODE"))
+        response = app.test_client().get("/api/movies", query_string=query)
+        locker.rollback()
+    assert_error(response, 400, "validation_error")
+    assert response.get_json()["details"][0]["field"] == "title"
+    with app.extensions["database"].engine.connect() as connection:
+        assert connection.exec_driver_sql("SHOW statement_timeout").scalar() == "5s"
+    app.extensions["database"].engine.dispose()
