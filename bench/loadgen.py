@@ -5,6 +5,8 @@ from __future__ import annotations
 import http.client
 import json
 import multiprocessing
+import selectors
+import socket
 import subprocess
 import threading
 import time
@@ -150,3 +152,96 @@ def paced_billing(settings: Settings, prefix: str, user_base: int, rate: float, 
     if achieved < rate * 0.9:
         raise BenchError(f"end to end: the sender reached only {achieved:.0f}/s of {rate:.0f}/s")
     return arrived
+
+
+# --- Slow clients: connections that start a request and then crawl -----------------------------------------
+
+@dataclass
+class SlowConnection:
+    kind: str
+    sock: socket.socket
+    opened: float
+    last_sent: float
+    closed_after_s: float | None = None  # from its last byte to the server closing it
+
+
+class SlowClients:
+    """Connections that started a request and crawl: `one_byte` sent one byte and then nothing, `headers` send one
+    more header byte every `every_s` and never end their header, `bodies` sent a whole header announcing a body and
+    send one byte of it every `every_s` for `body_for_s`, then stop. Each group comes from its own loopback
+    addresses (127.0.N.x), at most `per_address` connections each, as many clients would. `watch` then records
+    when the server closed each one."""
+
+    GROUPS = {"one_byte": 1, "headers": 2, "bodies": 3}
+
+    def __init__(self, port: int, counts: dict[str, int], *, every_s: float, body_for_s: float,
+                 per_address: int = 50) -> None:
+        self.port, self.every_s, self.body_for_s = port, every_s, body_for_s
+        self.connections: list[SlowConnection] = []
+        for kind, count in counts.items():
+            for n in range(count):
+                address = f"127.0.{self.GROUPS[kind]}.{1 + n // per_address}"
+                sock = socket.create_connection(("127.0.0.1", port), timeout=5, source_address=(address, 0))
+                first = b"G" if kind == "one_byte" else (
+                    b"GET /api/movies HTTP/1.1\r\nHost: bench\r\nX-Slow: " if kind == "headers" else
+                    b"POST /api/movies HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
+                    b"Content-Length: 60000\r\n\r\n{")
+                sock.sendall(first)
+                now = time.monotonic()
+                self.connections.append(SlowConnection(kind, sock, now, now))
+        self._stop = threading.Event()
+        self._trickler = threading.Thread(target=self._trickle, daemon=True)
+        self._trickler.start()
+
+    def _trickle(self) -> None:
+        started = time.monotonic()
+        while not self._stop.wait(self.every_s):
+            for connection in self.connections:
+                if connection.kind == "one_byte" or connection.closed_after_s is not None:
+                    continue
+                if connection.kind == "bodies" and time.monotonic() - started > self.body_for_s:
+                    continue
+                try:
+                    connection.sock.send(b"a")
+                    connection.last_sent = time.monotonic()
+                except OSError:
+                    pass  # closed by the server: `watch` records when
+
+    def watch(self, timeout_s: float) -> None:
+        """Until every connection was closed by the server (EOF or reset), or timeout_s."""
+        selector = selectors.DefaultSelector()
+        for connection in self.connections:
+            connection.sock.setblocking(False)
+            selector.register(connection.sock, selectors.EVENT_READ, connection)
+        deadline = time.monotonic() + timeout_s
+        open_left = len(self.connections)
+        while open_left and time.monotonic() < deadline:
+            for key, _ in selector.select(timeout=0.2):
+                connection = key.data
+                try:
+                    data = connection.sock.recv(65536)
+                except BlockingIOError:
+                    continue
+                except OSError:
+                    data = b""
+                if not data:  # the server's answer (a 408) came first, then EOF
+                    if connection.kind == "bodies":
+                        connection.closed_after_s = time.monotonic() - connection.last_sent
+                    else:  # the header timeout runs from the connection's first byte
+                        connection.closed_after_s = time.monotonic() - connection.opened
+                    selector.unregister(connection.sock)
+                    open_left -= 1
+        self._stop.set()
+        self._trickler.join()
+        selector.close()
+
+    def close(self) -> None:
+        self._stop.set()
+        for connection in self.connections:
+            connection.sock.close()
+
+    def closed(self, kind: str) -> list[float]:
+        return [c.closed_after_s for c in self.connections if c.kind == kind and c.closed_after_s is not None]
+
+    def count(self, kind: str) -> int:
+        return sum(c.kind == kind for c in self.connections)

@@ -32,6 +32,9 @@ def pair(a: str, b: str) -> Callable[[Round], tuple[float, float]]:
     return lambda r: (r[a], r[b])
 
 
+# The timeouts the slow-client rows are held to, filled in from the rounds by summarize().
+ROUND_TIMEOUT: dict[str, float] = {}
+
 ROWS = [
     Row("gateway proxy", "GET /api/movies/<id> via gateway", key("get_gateway_rps"), "direct to inventory",
         key("get_direct_rps"), lambda r: r["get_gateway_rps"] / r["get_direct_rps"], ">= 0.75x direct",
@@ -40,6 +43,16 @@ ROWS = [
         "direct p50 / p99", pair("get_direct_p50", "get_direct_p99"), unit="ms"),
     Row("gateway proxy", "  nginx (proxy_pass, keepalive)", key("get_nginx_rps"), "direct to inventory",
         key("get_direct_rps"), lambda r: r["get_nginx_rps"] / r["get_direct_rps"], "(reference ~0.88x)", unit="req/s"),
+    Row("slow clients", "GET p99 beside 650 slow connections", key("slow_get_beside_p99"), "p99 without them",
+        key("slow_get_alone_p99"), lambda r: r["slow_get_alone_p99"] / r["slow_get_beside_p99"],
+        "p99 <= 2x without (>= 0.5x)", lambda v, q: q >= 0.5, "ms"),
+    Row("slow clients", "  GET rate beside / without them", pair("slow_get_beside_rps", "slow_get_alone_rps"),
+        unit="req/s"),
+    *(Row("slow clients", f"  {label}: closed after at most", key(f"slow_{kind}_closed_max_s"), "its timeout",
+          key(f"slow_{kind}_timeout_s"), target="<= timeout + 1 s",
+          met=(lambda k: lambda v, q: v <= ROUND_TIMEOUT[k] + 1)(kind), unit="s")
+      for kind, label in (("one_byte", "500 one-byte"), ("headers", "100 header trickles"),
+                          ("bodies", "50 body trickles, from their last byte"))),
     Row("billing ingest", "confirmed POST /api/billing", key("ingest_rps"), "gateway GET proxy rate",
         key("get_gateway_rps"), lambda r: r["ingest_rps"] / r["get_gateway_rps"], ">= 0.9x GET proxy",
         lambda v, q: q >= 0.9, "orders/s"),
@@ -60,6 +73,9 @@ for name, label in (("search_rare", "?title=axolotl (66 rows)"), ("search_common
                     "seq scan in the db", key(f"{name}_scan_ms"),
                     (lambda n: lambda r: r[f"{n}_scan_ms"] / r[f"{n}_p50"])(name), ">= 30x scan; p50 <= 15 ms",
                     lambda v, q: q >= 30 and v[0] <= 15, "ms"))
+ROWS.append(Row("inventory at scale", '?title=the the: 400 p50 / p99', pair("search_broad_p50", "search_broad_p99"),
+                "the database running it", key("search_broad_db_ms"), target="refused, p99 <= 300 ms",
+                met=lambda v, q: v[1] <= 300, unit="ms"))
 ROWS.append(Row("whole list", "GET /api/movies, 1M movies via gateway", key("list_mbps"),
                 "PostgreSQL COPY of the same JSON", key("list_copy_mbps"),
                 lambda r: r["list_mbps"] / r["list_copy_mbps"], ">= 0.3x COPY", lambda v, q: q >= 0.3, "MB/s"))
@@ -104,6 +120,8 @@ def _fmt_value(rounds: list[Round], fn: Callable[[Round], object]) -> tuple[str,
 
 def summarize(rounds: list[Round]) -> list[dict]:
     summary = []
+    for kind in ("one_byte", "headers", "bodies"):
+        ROUND_TIMEOUT[kind] = max(r[f"slow_{kind}_timeout_s"] for r in rounds)
     for row in ROWS:
         text, median = _fmt_value(rounds, row.value)
         entry = {"scenario": row.scenario, "figure": row.figure, "unit": row.unit, "value": text,

@@ -56,6 +56,7 @@ def main() -> int:
             log.info("round %d of %d", round_no + 1, args.rounds)
             figures: dict[str, float] = {}
             figures.update(scenarios.http_get(settings, round_no))
+            figures.update(scenarios.slow_clients(settings, round_no))
             figures.update(scenarios.inventory_search(settings, round_no))
             figures.update(scenarios.whole_list(settings, round_no))
             figures.update(scenarios.billing_ingest(settings, round_no, figures))

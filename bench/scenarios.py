@@ -145,6 +145,50 @@ def http_get(settings: Settings, round_no: int) -> dict[str, float]:
     return figures
 
 
+# --- Scenario: slow clients (GETs with and without connections that crawl) ------------------------------------
+
+SLOW_CLIENTS = {"one_byte": 500, "headers": 100, "bodies": 50}
+SLOW_EVERY_S = 1.0
+# Long enough for wrk's run beside them; then the bodies stop, and the body timeout runs from their last byte.
+SLOW_BODY_FOR_S = HTTP_SECONDS + 2
+
+
+def slow_clients(settings: Settings, round_no: int) -> dict[str, float]:
+    """wrk's GETs through the gateway alone, then with SLOW_CLIENTS held open beside them (one byte then
+    nothing; a header that never ends; a body that crawls, then stops); then how long the front took to close
+    each slow connection, against its configured timeouts: the header timeout counts from the first byte, the
+    body timeout from the last one (nginx bounds the gap between two reads of a body, not its whole time)."""
+    header_timeout = float(settings.env["GATEWAY_CLIENT_HEADER_TIMEOUT_S"])
+    body_timeout = float(settings.env["GATEWAY_CLIENT_BODY_TIMEOUT_S"])
+    url = settings.gateway + "/"
+    alone = loadgen.wrk(url, "ids", "/api/movies/", str(DATASET_ROWS), connections=HTTP_CONNECTIONS,
+                        duration_s=HTTP_SECONDS)
+    port = int(settings.gateway.rsplit(":", 1)[1])
+    slow = loadgen.SlowClients(port, SLOW_CLIENTS, every_s=SLOW_EVERY_S, body_for_s=SLOW_BODY_FOR_S)
+    try:
+        beside = loadgen.wrk(url, "ids", "/api/movies/", str(DATASET_ROWS), connections=HTTP_CONNECTIONS,
+                             duration_s=HTTP_SECONDS)
+        health = requests.get(settings.gateway + "/health", timeout=5)
+        check(health.status_code == 200, f"/health beside the slow clients -> {health.status_code}")
+        slow.watch(timeout_s=max(header_timeout, body_timeout) + SLOW_BODY_FOR_S + 10)
+    finally:
+        slow.close()
+    figures = {"slow_get_alone_rps": alone.rate, "slow_get_alone_p99": alone.p99_ms,
+               "slow_get_beside_rps": beside.rate, "slow_get_beside_p99": beside.p99_ms}
+    for kind, timeout in (("one_byte", header_timeout), ("headers", header_timeout), ("bodies", body_timeout)):
+        closed = slow.closed(kind)
+        check(len(closed) == slow.count(kind),
+              f"slow clients: {slow.count(kind) - len(closed)} of {slow.count(kind)} {kind} connections still open")
+        figures[f"slow_{kind}_closed_max_s"] = max(closed)
+        figures[f"slow_{kind}_timeout_s"] = timeout
+    log.info("  GET alone %6.0f req/s p99 %5.1f ms | beside %d slow connections %6.0f req/s p99 %5.1f ms",
+             alone.rate, alone.p99_ms, len(slow.connections), beside.rate, beside.p99_ms)
+    log.info("  slow connections closed after at most: one byte %.1f s, headers %.1f s (timeout %.0f s), "
+             "bodies %.1f s after their last byte (timeout %.0f s)", figures["slow_one_byte_closed_max_s"],
+             figures["slow_headers_closed_max_s"], header_timeout, figures["slow_bodies_closed_max_s"], body_timeout)
+    return figures
+
+
 # --- Scenario: billing ingest (gateway POST vs raw pika) --------------------------------------------------
 
 def wait_queue_empty(settings: Settings, timeout_s: float = 120) -> None:
@@ -368,9 +412,41 @@ def inventory_search(settings: Settings, round_no: int) -> dict[str, float]:
             scan = statistics.median(timings)
             figures.update({f"{name}_p50": load.p50_ms, f"{name}_p99": load.p99_ms, f"{name}_scan_ms": scan})
             log.info("  %-14s p50 %5.1f ms p99 %5.1f ms | seq scan %6.1f ms", name, load.p50_ms, load.p99_ms, scan)
+        figures.update(_broad_search(settings, db))
     finally:
         db.close()
     return figures
+
+
+# A term with a run of three letters (so it passes validation) whose trigrams are in nearly every title while the
+# text itself is in almost none: the index narrows nothing down, and the search would recheck half the table.
+BROAD_TERM = "the the"
+BROAD_REQUESTS = 40
+
+
+def _broad_search(settings: Settings, db) -> dict[str, float]:
+    """The worst term the validation lets through: refused with a 400 naming `title` at the inventory's search
+    timeout, never an answer that takes the database's time; beside it, what the database takes to run it."""
+    path = f"/api/movies?title={BROAD_TERM.replace(' ', '%20')}&limit=20"
+    timings = []
+    for _ in range(BROAD_REQUESTS):
+        started = time.perf_counter()
+        response = requests.get(settings.gateway + path, timeout=10)
+        timings.append((time.perf_counter() - started) * 1000)
+        check(response.status_code == 400 and response.json()["details"][0]["field"] == "title",
+              f"search_broad: GET {path} -> {response.status_code} {response.text[:200]}")
+    params = {"after": 0, "limit": 21, "pattern": f"%{BROAD_TERM}%"}
+    with db.cursor() as cursor:
+        cursor.execute("RESET enable_indexscan; RESET enable_bitmapscan; RESET enable_indexonlyscan")
+        started = time.perf_counter()
+        cursor.execute(_sql(params), params)
+        cursor.fetchall()
+        planned = (time.perf_counter() - started) * 1000
+    timings.sort()
+    p50, p99 = statistics.median(timings), timings[min(len(timings) - 1, int(len(timings) * 0.99))]
+    log.info("  search_broad   refused p50 %5.1f ms p99 %5.1f ms | the database running it %6.1f ms", p50, p99,
+             planned)
+    return {"search_broad_p50": p50, "search_broad_p99": p99, "search_broad_db_ms": planned}
 
 
 # --- Scenario: the whole list (GET /api/movies, every movie, streamed) ---------------------------------------
