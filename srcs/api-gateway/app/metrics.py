@@ -3,8 +3,7 @@ order it published."""
 
 from __future__ import annotations
 
-from crud_common.metrics import HttpMetrics
-from prometheus_client import Counter
+from crud_common.metrics import HttpMetrics, counter_by
 
 # What the inventory did wrong, as the gateway answered it: unreachable (502), no answer in time (504), no free
 # pooled connection (503), garbage or a closed connection (502), an answer cut off in the middle.
@@ -17,12 +16,7 @@ PUBLISH_OUTCOMES = ("confirmed", "refused", "failed")
 class GatewayMetrics(HttpMetrics):
     def __init__(self) -> None:
         super().__init__()
-        self.upstream_failures = Counter("gateway_inventory_failures", "Requests the inventory failed, by kind.",
-                                         ["kind"], registry=self.registry)
-        self.publishes = Counter("gateway_order_publishes", "Orders published to billing_queue, by outcome.",
-                                 ["outcome"], registry=self.registry)
-        # Every label value present from the start, at 0: a rate over a series that appears late is misread.
-        for kind in UPSTREAM_FAILURES:
-            self.upstream_failures.labels(kind)
-        for outcome in PUBLISH_OUTCOMES:
-            self.publishes.labels(outcome)
+        self.upstream_failures = counter_by(self.registry, "gateway_inventory_failures",
+                                            "Requests the inventory failed, by kind.", "kind", UPSTREAM_FAILURES)
+        self.publishes = counter_by(self.registry, "gateway_order_publishes",
+                                    "Orders published to billing_queue, by outcome.", "outcome", PUBLISH_OUTCOMES)

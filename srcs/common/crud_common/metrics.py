@@ -55,6 +55,16 @@ class HttpMetrics:
         self.latency.labels(route, method).observe(seconds)
 
 
+def counter_by(registry: CollectorRegistry, name: str, documentation: str, label: str,
+               values: Iterable[str]) -> Counter:
+    """A counter with one label whose every value is present from the start, at 0: a rate over a series that
+    appears only with its first event is misread (no series, then a jump)."""
+    counter = Counter(name, documentation, [label], registry=registry)
+    for value in values:
+        counter.labels(value)
+    return counter
+
+
 def count_across_processes(directory: Path) -> None:
     """From now on, every metric created in this process or a child forked from it keeps its values in files of
     `directory` (emptied first: values of an earlier run must not add up with these).

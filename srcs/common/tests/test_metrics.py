@@ -13,7 +13,7 @@ import urllib.request
 import pytest
 from prometheus_client import CollectorRegistry, Counter
 
-from crud_common.metrics import HttpMetrics, MetricsEndpoint
+from crud_common.metrics import HttpMetrics, MetricsEndpoint, counter_by
 from crud_common.testing import free_port, http_status, wait_for
 
 
@@ -64,6 +64,14 @@ def test_the_app_counts_each_request_under_its_flask_rule(app):
     assert requests_counted(metrics, "/echo", "POST", 200) == 1
     assert requests_counted(metrics, "/echo", "POST", 400) == 1
     assert requests_counted(metrics, "unmatched", "GET", 404) == 1
+
+
+def test_a_counter_by_kind_has_every_kind_at_zero_before_the_first_event():
+    registry = CollectorRegistry()
+    failures = counter_by(registry, "failures", "Failures, by kind.", "kind", ("slow", "down"))
+    assert registry.get_sample_value("failures_total", {"kind": "down"}) == 0
+    failures.labels("slow").inc()
+    assert registry.get_sample_value("failures_total", {"kind": "slow"}) == 1
 
 
 @pytest.fixture

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from crud_common.metrics import HttpMetrics
-from prometheus_client import Counter
+from crud_common.metrics import HttpMetrics, counter_by
 
 # Why a request got the database's 503: unreachable or broken (connection refused, reset, a failover), a
 # statement PostgreSQL cancelled at the statement timeout, no free pooled connection in time.
@@ -13,8 +12,5 @@ DATABASE_FAILURES = ("unavailable", "statement_timeout", "pool_exhausted")
 class InventoryMetrics(HttpMetrics):
     def __init__(self) -> None:
         super().__init__()
-        self.database_errors = Counter("inventory_database_errors", "Requests the database failed, by kind.",
-                                       ["kind"], registry=self.registry)
-        # Every label value present from the start, at 0: a rate over a series that appears late is misread.
-        for kind in DATABASE_FAILURES:
-            self.database_errors.labels(kind)
+        self.database_errors = counter_by(self.registry, "inventory_database_errors",
+                                          "Requests the database failed, by kind.", "kind", DATABASE_FAILURES)
