@@ -213,8 +213,16 @@ check_firewall() {
   expect_listening inventory-vm "$INVENTORY_DB_PORT" "127.0.0.1"
   expect_listening billing-vm "$BILLING_DB_PORT" "127.0.0.1"
   expect_listening billing-vm "$RABBITMQ_PORT" "127.0.0.1 $BILLING_VM_IP"
-  expect_listening billing-vm 25672 "127.0.0.1"
-  expect_listening billing-vm 4369 "127.0.0.1"
+  # The node's distribution port and epmd on the loopback address its host name resolves to (127.0.2.1 on
+  # Vagrant's Debian boxes: scripts/lib/rabbitmq.sh, rmq_node_address), epmd on 127.0.0.1 too.
+  local node
+  node=$(on billing-vm "getent ahostsv4 \$(hostname -s)" | awk 'NR == 1 { print $1 }')
+  expect_listening billing-vm 25672 "$node"
+  if [ "$node" = 127.0.0.1 ]; then
+    expect_listening billing-vm 4369 "127.0.0.1"
+  else
+    expect_listening billing-vm 4369 "127.0.0.1 $node"
+  fi
 }
 
 # expect_listening VM PORT "ADDRESS...": what listens on PORT on that VM listens on these addresses (IPv4) and

@@ -66,7 +66,7 @@ host_rabbitmq() {
   shift
   mkdir -p "$dir" && chown rabbitmq:rabbitmq "$dir"
   rmq_listeners_conf "$@" >"$dir/rabbitmq.conf"
-  printf '%s\n' "$RMQ_ENV_CONF" >"$dir/rabbitmq-env.conf"
+  rmq_env_conf >"$dir/rabbitmq-env.conf"
   in_host "$role" env RABBITMQ_MNESIA_BASE="$dir/mnesia" RABBITMQ_LOG_BASE="$dir/log" \
     RABBITMQ_PID_FILE="$dir/pid" RABBITMQ_CONFIG_FILE="$dir/rabbitmq.conf" \
     RABBITMQ_CONF_ENV_FILE="$dir/rabbitmq-env.conf" rabbitmq-server -detached

@@ -13,8 +13,8 @@ rmq_start() {
     systemctl enable --now rabbitmq-server >/dev/null
   else
     # -detached returns before the node is up; await_startup blocks until it is (or fails). epmd, which the
-    # node starts, reads its address from its environment (systemd's epmd.socket has its own drop-in).
-    ERL_EPMD_ADDRESS=127.0.0.1 rabbitmq-server -detached
+    # node starts, reads its addresses from its environment (systemd's epmd.socket has its own drop-in).
+    ERL_EPMD_ADDRESS=$(rmq_epmd_addresses) rabbitmq-server -detached
     wait_until 60 "the RabbitMQ node to boot" rabbitmqctl -q status
     rabbitmqctl -q await_startup
   fi
@@ -33,11 +33,49 @@ rmq_listeners_conf() {
   done
 }
 
-# rabbitmq-env.conf: epmd and the node's distribution port on loopback (only rabbitmqctl, on the node's own
-# machine, talks to them).
-RMQ_ENV_CONF='# Written by crud-master (scripts/lib/rabbitmq.sh): epmd and the distribution port on loopback.
-ERL_EPMD_ADDRESS=127.0.0.1
-SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}"'
+# rmq_node_address: the loopback address the node's host name (rabbit@<short host name>) resolves to. The node, as
+# it starts, and rabbitmqctl reach epmd and the distribution port there: 127.0.0.1 on most machines, but 127.0.2.1
+# on Vagrant's Debian boxes, whose /etc/hosts maps the VM's name to it (epmd on 127.0.0.1 alone: "epmd error for
+# host billing-vm: address", and the node does not start). A name that resolves to no loopback address gets
+# 127.0.0.1, and rmq_env_conf leaves epmd and the distribution port as RabbitMQ has them.
+rmq_node_address() {
+  local address
+  address=$(getent ahostsv4 "$(hostname -s)" | awk 'NR == 1 { print $1 }')
+  case $address in
+    127.*) echo "$address" ;;
+    *) echo 127.0.0.1 ;;
+  esac
+}
+
+rmq_node_name_on_loopback() { getent ahostsv4 "$(hostname -s)" | awk 'NR == 1 { exit ($1 !~ /^127\./) }'; }
+
+# rmq_epmd_addresses: where epmd listens: loopback, and the node's own loopback address when it is another one.
+rmq_epmd_addresses() {
+  local address
+  address=$(rmq_node_address)
+  if [ "$address" = 127.0.0.1 ]; then echo 127.0.0.1; else echo "127.0.0.1,$address"; fi
+}
+
+# rmq_env_conf: rabbitmq-env.conf with epmd and the node's distribution port on loopback (only rabbitmqctl, on the
+# node's own machine, talks to them).
+rmq_env_conf() {
+  echo "# Written by crud-master (scripts/lib/rabbitmq.sh): epmd and the distribution port on loopback."
+  if ! rmq_node_name_on_loopback; then
+    echo "# $(hostname -s) resolves to no loopback address: epmd and the distribution port stay as RabbitMQ has them."
+    return 0
+  fi
+  echo "ERL_EPMD_ADDRESS=$(rmq_epmd_addresses)"
+  echo "SERVER_ADDITIONAL_ERL_ARGS=\"-kernel inet_dist_use_interface {$(rmq_node_address | tr . ,)}\""
+}
+
+# The drop-in of systemd's epmd.socket (Debian's erlang starts epmd from it): the same addresses.
+rmq_epmd_socket_conf() {
+  local address
+  printf '[Socket]\nListenStream=\n'
+  for address in $(rmq_epmd_addresses | tr , ' '); do
+    printf 'ListenStream=%s:4369\n' "$address"
+  done
+}
 
 # rmq_listen_on ADDRESS...: AMQP on these addresses only (loopback on one machine; loopback and the private
 # address on billing-vm), epmd and the distribution port on loopback. RabbitMQ is restarted when this changes
@@ -45,21 +83,21 @@ SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}"'
 rmq_listen_on() {
   local moved=
   if file_ensure /etc/rabbitmq/rabbitmq.conf "$(rmq_listeners_conf "$@")"; then moved=1; fi
-  if file_ensure /etc/rabbitmq/rabbitmq-env.conf "$RMQ_ENV_CONF"; then moved=1; fi
-  if has_systemd && file_ensure /etc/systemd/system/epmd.socket.d/crud-master.conf '[Socket]
-ListenStream=
-ListenStream=127.0.0.1:4369'; then
+  if file_ensure /etc/rabbitmq/rabbitmq-env.conf "$(rmq_env_conf)"; then moved=1; fi
+  if has_systemd && rmq_node_name_on_loopback &&
+    file_ensure /etc/systemd/system/epmd.socket.d/crud-master.conf "$(rmq_epmd_socket_conf)"; then
     systemctl daemon-reload
     moved=1
   fi
   [ -n "$moved" ] || return 0
   changed "RabbitMQ: AMQP on $*, epmd and the distribution port on loopback"
-  rmq_ready || return 0
+  # Restarted even when it is not running: systemd may be restarting a node that fails on the old files, and an
+  # epmd started before keeps listening where it did.
   if has_systemd; then
     systemctl stop rabbitmq-server epmd.service epmd.socket
     systemctl start epmd.socket rabbitmq-server
   else
-    rabbitmqctl -q stop >/dev/null
+    if rmq_ready; then rabbitmqctl -q stop >/dev/null; fi
     epmd -kill >/dev/null 2>&1 || true
     rmq_start
   fi
