@@ -180,7 +180,8 @@ def route_of(path: str) -> str | None:
     rest = path[len(PREFIX):]
     if rest in ("", "/"):
         return PREFIX
-    if "/" not in rest[1:]:
+    movie_id = rest[1:].removesuffix("/")  # the inventory serves /api/movies/<id>/ too
+    if movie_id and "/" not in movie_id:
         return PREFIX + "/<movie_id>"  # the inventory's own name of it
     return None
 

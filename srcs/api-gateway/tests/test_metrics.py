@@ -17,12 +17,13 @@ def test_proxied_requests_are_counted_under_the_inventory_s_routes(client, clean
     created = client.post("/api/movies", json={"title": "Counted"})
     assert created.status_code == 200
     assert client.get(f"/api/movies/{created.get_json()['id']}").status_code == 200
+    assert client.get(f"/api/movies/{created.get_json()['id']}/").status_code == 200
     assert client.get("/api/movies/999999999").status_code == 404
     # One series per route, never one per movie or per made-up path.
     assert client.get("/api/movies/1/2/3").status_code == 404
     assert counted(client, "/api/movies", "GET", 200) == 2
     assert counted(client, "/api/movies", "POST", 200) == 1
-    assert counted(client, "/api/movies/<movie_id>", "GET", 200) == 1
+    assert counted(client, "/api/movies/<movie_id>", "GET", 200) == 2
     assert counted(client, "/api/movies/<movie_id>", "GET", 404) == 1
     assert counted(client, "unmatched", "GET", 404) == 1
     latency = client.application.extensions["metrics"].registry.get_sample_value(

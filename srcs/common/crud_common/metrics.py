@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -56,23 +55,25 @@ class HttpMetrics:
 
 
 def counter_by(registry: CollectorRegistry, name: str, documentation: str, label: str,
-               values: Iterable[str]) -> Counter:
+               label_values: Iterable[str]) -> Counter:
     """A counter with one label whose every value is present from the start, at 0: a rate over a series that
     appears only with its first event is misread (no series, then a jump)."""
     counter = Counter(name, documentation, [label], registry=registry)
-    for value in values:
+    for value in label_values:
         counter.labels(value)
     return counter
 
 
 def count_across_processes(directory: Path) -> None:
     """From now on, every metric created in this process or a child forked from it keeps its values in files of
-    `directory` (emptied first: values of an earlier run must not add up with these).
+    `directory` (its value files removed first: an earlier run's must not add up with these; the directory itself
+    is kept, with its owner and mode).
 
     prometheus_client picks where values live when it is first imported (from PROMETHEUS_MULTIPROC_DIR); it is
     picked again here, before any metric exists, so that the directory can come from the service's settings."""
-    shutil.rmtree(directory, ignore_errors=True)
-    directory.mkdir(parents=True)
+    directory.mkdir(parents=True, exist_ok=True)
+    for stale in directory.glob("*.db"):
+        stale.unlink()
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(directory)
     values.ValueClass = values.get_value_class()
 

@@ -45,10 +45,19 @@ def init_request_logging(app: Flask, access_logger: str, metrics: HttpMetrics, *
         g.request_id = request_id
         response.headers["X-Request-ID"] = request_id
         started = g.get("started", time.perf_counter())
-        log_access(logger, request.method, request.full_path.rstrip("?"), response.status_code, started,
-                   request_id, g.get("access_notes", defaults))
+        method, target, status = request.method, request.full_path.rstrip("?"), response.status_code
+        notes = g.get("access_notes", defaults)
         route = request.url_rule.rule if request.url_rule is not None else None
-        metrics.observe(route, request.method, response.status_code, time.perf_counter() - started)
+
+        def finished() -> None:
+            log_access(logger, method, target, status, started, request_id, notes)
+            metrics.observe(route, method, status, time.perf_counter() - started)
+
+        if response.is_streamed:
+            # A streamed answer (the whole list) ends when the server has sent its last piece: counted then.
+            response.call_on_close(finished)
+        else:
+            finished()
         return response
 
 

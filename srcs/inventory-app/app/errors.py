@@ -18,8 +18,12 @@ log = logging.getLogger(__name__)
 def database_unavailable(exc: Exception) -> ApiError:
     # Connection refused, timeouts, statement timeout, an exhausted pool.
     log.warning("database unavailable: %s", one_line(exc))
-    current_app.extensions["metrics"].database_errors.labels(failure_kind(exc)).inc()
+    count_database_failure(exc)
     return ApiError(503, "the database is unavailable, try again later")
+
+
+def count_database_failure(exc: Exception) -> None:
+    current_app.extensions["metrics"].database_errors.labels(failure_kind(exc)).inc()
 
 
 def failure_kind(exc: Exception) -> str:

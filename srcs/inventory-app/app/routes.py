@@ -15,6 +15,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from . import movies
 from .db import read, write
+from .errors import count_database_failure
 from .schemas import MAX_ID, ListQuery, MovieCreate, MovieUpdate
 
 log = logging.getLogger(__name__)
@@ -84,6 +85,7 @@ def _json_array(first: movies.JsonBatch, title: str) -> Iterator[bytes]:
             raise BrokenStream("the search took too long in the middle of the list") from None
         except SQLAlchemyError as exc:
             log.warning("list of movies cut off after id %d: database unavailable: %s", batch.last_id, one_line(exc))
+            count_database_failure(exc)
             raise BrokenStream("the database failed in the middle of the list") from None
         if batch.count:
             yield f",{batch.json}".encode()

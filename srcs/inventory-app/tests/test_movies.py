@@ -206,6 +206,21 @@ def test_without_limit_the_list_is_every_movie_however_many(client, admin_engine
     assert "Link" not in response.headers
 
 
+def test_a_streamed_list_is_counted_once_it_has_been_sent_whole(client, admin_engine, caplog):
+    # Its time is the whole answer's, not the first batch's: counted and logged when the server closes it.
+    insert_movies(admin_engine, 2 * STREAM_BATCH + 5)
+    registry = client.application.extensions["metrics"].registry
+    series = {"route": "/api/movies", "method": "GET", "status": "200"}
+    with caplog.at_level("INFO", logger="inventory.access"):
+        response = client.get("/api/movies")
+        assert registry.get_sample_value("http_requests_total", series) is None
+        assert not [r for r in caplog.records if r.name == "inventory.access"]
+        assert len(response.get_json()) == 2 * STREAM_BATCH + 5
+        response.close()
+    assert registry.get_sample_value("http_requests_total", series) == 1
+    assert len([r for r in caplog.records if r.name == "inventory.access"]) == 1
+
+
 def test_a_short_list_is_one_plain_answer(client, make_movie):
     made = [make_movie(f"Film {n}") for n in range(3)]
     response = client.get("/api/movies")

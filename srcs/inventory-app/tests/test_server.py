@@ -4,6 +4,7 @@ what only a real socket can send (a cut upload, broken chunks, a list cut off mi
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -121,5 +122,10 @@ def test_a_list_cut_off_by_a_database_failure_never_looks_complete(relay, admin_
                 received += chunk
         assert not received.endswith(b"]\n")
         assert requests.get(f"{server.base}/health", timeout=10).status_code == 503
+        # The failure in mid-stream is counted like any other the database causes.
+        scraped = requests.get(f"http://127.0.0.1:{server.environ['INVENTORY_METRICS_PORT']}/metrics", timeout=5)
+        failures = float(re.search(r'^inventory_database_errors_total\{kind="unavailable"\} (\S+)$', scraped.text,
+                                   re.M).group(1))
+        assert failures == 1  # the batch cut off (/health reports the database down in its own answer)
     assert "list of movies cut off after id" in server.output, server.output
     assert "Traceback" not in server.output
