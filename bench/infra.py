@@ -112,6 +112,33 @@ def pm2_status(settings: Settings, app: str) -> str:
     return "missing"
 
 
+def process_tree(pid: int) -> list[int]:
+    """The process and every descendant (the front's nginx master and workers are grandchildren of PM2's app)."""
+    tree, frontier = [pid], [pid]
+    while frontier:
+        children = subprocess.run(["pgrep", "-P", ",".join(map(str, frontier))], capture_output=True,
+                                  text=True).stdout.split()
+        frontier = [int(child) for child in children]
+        tree += frontier
+    return tree
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User and system CPU time the processes have used so far (those gone are left out)."""
+    ticks = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def pm2_pid(settings: Settings, app: str) -> int:
+    return next((e["pid"] for e in json.loads(pm2(settings, "jlist")) if e["name"] == app), 0)
+
+
 def pm2_pids(settings: Settings, app: str) -> list[int]:
     """The app's process and its children (gunicorn workers), for the profiler."""
     pid = next((e["pid"] for e in json.loads(pm2(settings, "jlist")) if e["name"] == app), 0)

@@ -41,6 +41,8 @@ ROWS = [
         lambda v, q: q >= 0.75, "req/s"),
     Row("gateway proxy", "  latency via gateway p50 / p99", pair("get_gateway_p50", "get_gateway_p99"),
         "direct p50 / p99", pair("get_direct_p50", "get_direct_p99"), unit="ms"),
+    Row("gateway proxy", "  CPU per GET: front / application", pair("get_gateway_cpu_front_ms", "get_gateway_cpu_app_ms"),
+        "inventory behind it", key("get_gateway_cpu_inventory_ms"), unit="ms"),
     Row("gateway proxy", "  nginx (proxy_pass, keepalive)", key("get_nginx_rps"), "direct to inventory",
         key("get_direct_rps"), lambda r: r["get_nginx_rps"] / r["get_direct_rps"], "(reference ~0.88x)", unit="req/s"),
     Row("slow clients", "GET p99 beside 650 slow connections", key("slow_get_beside_p99"), "p99 without them",

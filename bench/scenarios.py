@@ -18,8 +18,8 @@ import requests
 
 import loadgen
 from infra import (
-    DATASET_ROWS, ROOT, Settings, check, child, connect_db, pm2, pm2_pids, pm2_status, port_open, purge_queue,
-    queue_depth, scalar, wait_until,
+    DATASET_ROWS, ROOT, Settings, check, child, connect_db, cpu_seconds, pm2, pm2_pid, pm2_pids, pm2_status,
+    port_open, process_tree, purge_queue, queue_depth, scalar, wait_until,
 )
 
 log = logging.getLogger("bench")
@@ -128,13 +128,28 @@ def http_get(settings: Settings, round_no: int) -> dict[str, float]:
     medians of the slices' own."""
     names = list(http_targets(settings))
     slices: dict[str, list[loadgen.Load]] = {name: [] for name in names}
+    # Where a proxied GET's CPU goes: the front (nginx), the gateway's application, the inventory; measured over
+    # the gateway's slices only.
+    groups = {"front": process_tree(pm2_pid(settings, "api_gateway_front")),
+              "app": process_tree(pm2_pid(settings, "api_gateway")),
+              "inventory": process_tree(pm2_pid(settings, "inventory_app"))}
+    cpu_spent = dict.fromkeys(groups, 0.0)
     for slice_no in range(HTTP_SLICES):
         shift = (round_no + slice_no) % len(names)
         for name in names[shift:] + names[:shift]:
+            before = {group: cpu_seconds(pids) for group, pids in groups.items()}
             slices[name].append(loadgen.wrk(http_targets(settings)[name] + "/", "ids", "/api/movies/",
                                             str(DATASET_ROWS), connections=HTTP_CONNECTIONS,
                                             duration_s=HTTP_SECONDS // HTTP_SLICES))
+            if name == "gateway":
+                for group, pids in groups.items():
+                    cpu_spent[group] += cpu_seconds(pids) - before[group]
     figures: dict[str, float] = {}
+    proxied = sum(load.requests for load in slices["gateway"])
+    for group, seconds in cpu_spent.items():
+        figures[f"get_gateway_cpu_{group}_ms"] = seconds * 1000 / proxied
+    log.info("  CPU per proxied GET: front %.3f ms, application %.3f ms, inventory %.3f ms",
+             *(figures[f"get_gateway_cpu_{group}_ms"] for group in groups))
     for name in names:
         loads = slices[name]
         rate = sum(load.requests for load in loads) / sum(load.requests / load.rate for load in loads)

@@ -8,6 +8,7 @@
 | `request_ids` | the request id: the client's when it is a plain token, else a new one |
 | `logs` | one escaped line per record, written to stdout in batches |
 | `serving` | gunicorn inside `server.py`: the worker, its JSON parse errors, the shared request limits |
+| `metrics` | Prometheus metrics of the HTTP services, summed over gunicorn's workers, on an address of their own |
 | `settings` | pydantic-settings: database and RabbitMQ settings, loading that names every bad variable |
 | `billing` | the billing contract: an order's fields and bounds, its canonical message, the queue topology |
 | `migrations` | the Alembic environment both databases run |
