@@ -47,7 +47,9 @@ rmq_node_address() {
   esac
 }
 
-rmq_node_name_on_loopback() { getent ahostsv4 "$(hostname -s)" | awk 'NR == 1 { exit ($1 !~ /^127\./) }'; }
+rmq_node_name_on_loopback() {
+  getent ahostsv4 "$(hostname -s)" | awk 'NR == 1 { loopback = ($1 ~ /^127\./) } END { exit !loopback }'
+}
 
 # rmq_epmd_addresses: where epmd listens: loopback, and the node's own loopback address when it is another one.
 rmq_epmd_addresses() {
