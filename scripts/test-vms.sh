@@ -240,10 +240,13 @@ expect_listening() {
 # rebooted, HOW: `vagrant reload`, or `vagrant halt` then `vagrant up`. Then every app online by itself, the
 # firewall loaded, the order stored exactly once.
 reboot() {
-  local how=$1 apps=$2 key vm
+  local how=$1 apps=$2 key order message_id request_id vm
   key=test-vms-$how-$$
   audit billing-vm 'sudo pm2 stop billing_app'
   expect_http 200 POST /api/billing/ '{"user_id": "30", "number_of_items": "1", "total_amount": "9.90"}' "Idempotency-Key: $key"
+  # The row is found by the 200's message id (derived from the key and the order) and carries its request id.
+  read -r message_id request_id < <(python3 -c "import json, sys; a = json.load(sys.stdin); print(a['message_id'], a['request_id'])" <"$VMS_RUN/body")
+  order="message_id = '$message_id' AND request_id = '$request_id'"
   if [ "$apps" = all ]; then
     for vm in gateway-vm inventory-vm; do on "$vm" "sudo pm2 stop $(vm_apps "$vm")" >/dev/null; done
   fi
@@ -255,9 +258,9 @@ reboot() {
   wait_until 600 "the gateway to report every dependency up after the reboot" gateway_healthy
   expect_online
   expect_firewall_loaded
-  wait_until 300 "the order posted before the reboot in orders_db" orders_are "message_id = '$key'" 1
+  wait_until 300 "the order posted before the reboot in orders_db" orders_are "$order" 1
   wait_until 120 "billing_queue to drain" queue_empty
-  orders_are "message_id = '$key'" 1 || die "the order posted before the reboot is stored $(orders_of "message_id = '$key'") times"
+  orders_are "$order" 1 || die "the order posted before the reboot is stored $(orders_of "$order") times"
   log "  the order posted while billing_app was stopped: stored exactly once after the reboot"
 }
 
