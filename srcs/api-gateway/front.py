@@ -4,7 +4,8 @@ check it, then run nginx in the foreground and stay beside it.
 The listening socket is opened here and handed to nginx (nginx takes the sockets it inherits through the NGINX
 environment variable, as in its own binary upgrade). A listening socket that closes resets every connection the
 kernel has already accepted into its queue and nobody has taken yet, so a stop first makes the socket drop new
-SYNs (a socket filter), waits for nginx to take what is queued, and only then stops nginx: a client that
+SYNs (a socket filter that lets handshakes already under way complete), waits for nginx to take what is queued,
+and only then stops nginx: a client that
 connects meanwhile retries its SYN a second later and finds the next front, or a refusal, never a reset.
 
 nginx cannot open its access log on a socket, and PM2 gives its apps sockets for stdout; so nginx writes its
@@ -47,8 +48,20 @@ _PASSED_ON = {
 _STOPS = {signal.SIGTERM, signal.SIGINT, signal.SIGQUIT}
 _PR_SET_PDEATHSIG = 1
 _SO_ATTACH_FILTER = 26
-# A classic BPF program of one instruction, `ret #0`: every packet is dropped.
-_DROP_EVERYTHING = ctypes.create_string_buffer(struct.pack("HBBI", 0x06, 0, 0, 0))
+# A classic BPF program, run on each TCP segment that reaches the listening socket (the data starts at the TCP
+# header): a SYN without ACK (a new connection) is dropped, anything else passes. The ACK that completes a
+# handshake already under way must pass: dropped, it leaves the connection half open, and its client, which
+# believes it connected and sends its request, is reset when the socket closes.
+_DROP_NEW_CONNECTIONS = ctypes.create_string_buffer(b"".join(struct.pack("HBBI", *instruction) for instruction in (
+    (0x30, 0, 0, 13),          # ldb [13]: the TCP flags
+    (0x54, 0, 0, 0x12),        # and #(SYN | ACK)
+    (0x15, 0, 1, 0x02),        # jeq #SYN: next, else skip one
+    (0x06, 0, 0, 0),           # ret #0: dropped
+    (0x06, 0, 0, 0xFFFFFFFF),  # ret #-1: kept whole
+)))
+_DROP_NEW_CONNECTIONS_LENGTH = 5
+# Once nothing is queued, how long to look again: a handshake whose last ACK was on its way is queued by then.
+_SETTLE_S = 0.05
 # TCP_INFO of a listening socket: tcpi_unacked (at this offset) is the number of connections waiting for accept().
 _TCPI_UNACKED = 24
 _BACKLOG = 4096
@@ -74,12 +87,21 @@ class Listener:
         return struct.unpack_from("I", info, _TCPI_UNACKED)[0]
 
     def drain(self, timeout_s: float = 2.0) -> int:
-        """New SYNs dropped, then wait until nginx took every queued connection; what is still queued."""
-        program = struct.pack("HL", 1, ctypes.addressof(_DROP_EVERYTHING))
+        """New SYNs dropped, then wait until nginx took every queued connection, and the handshakes that were
+        under way were queued and taken too; what is still queued."""
+        program = struct.pack("HL", _DROP_NEW_CONNECTIONS_LENGTH, ctypes.addressof(_DROP_NEW_CONNECTIONS))
         self.socket.setsockopt(socket.SOL_SOCKET, _SO_ATTACH_FILTER, program)
         deadline = time.monotonic() + timeout_s
-        while (waiting := self.waiting()) and time.monotonic() < deadline:
+        empty_since = None
+        while time.monotonic() < deadline:
+            if self.waiting():
+                empty_since = None
+            elif empty_since is None:
+                empty_since = time.monotonic()
+            elif time.monotonic() - empty_since >= _SETTLE_S:
+                break
             time.sleep(0.01)
+        waiting = self.waiting()
         self.socket.close()
         return waiting
 

@@ -247,3 +247,35 @@ def test_a_stopping_listener_drops_new_syns_and_keeps_what_is_queued():
         taken.close()
         for sock in clients:
             sock.close()
+
+
+def test_a_stopping_listener_lets_a_handshake_under_way_complete():
+    # With TCP_DEFER_ACCEPT the kernel completes a handshake only when the client's first data arrives: its
+    # client, connected already, sends its request after the stop began. That segment must pass, and the
+    # connection be queued for nginx to take; dropped, the client would be reset when the socket closes.
+    import threading
+
+    from front import Listener
+
+    listener = Listener("127.0.0.1", free_port())
+    listener.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_DEFER_ACCEPT, 5)
+    port = listener.socket.getsockname()[1]
+    nginx_copy = socket.socket(fileno=os.dup(listener.socket.fileno()))
+    client = socket.create_connection(("127.0.0.1", port), timeout=5)
+    left: list[int] = []
+    try:
+        assert listener.waiting() == 0  # the handshake is under way: nothing is queued yet
+        draining = threading.Thread(target=lambda: left.append(listener.drain(timeout_s=5)))
+        draining.start()
+        time.sleep(0.2)  # the filter is on
+        client.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        nginx_copy.settimeout(3)
+        accepted, _ = nginx_copy.accept()
+        with accepted:
+            accepted.settimeout(3)
+            assert accepted.recv(100).startswith(b"GET / HTTP/1.1")
+        draining.join(10)
+        assert left == [0]
+    finally:
+        nginx_copy.close()
+        client.close()
