@@ -24,8 +24,8 @@ def create_app(config: Config) -> Flask:
     # 308 whose Location is built from the request's own Host).
     app.url_map.merge_slashes = False
     app.extensions["gateway_config"] = config
-    # Created here, i.e. in each gunicorn worker after the fork: the HTTP pool is per process, and the
-    # publisher opens its AMQP connections lazily, per thread.
+    # Created here, i.e. in each gunicorn worker after the fork: the HTTP pool is per process, and so is the
+    # publisher's AMQP connection, opened on first use in an I/O thread of its own.
     inventory = InventoryClient(config)
     app.extensions["inventory_client"] = inventory
     app.extensions["publisher"] = Publisher(config.rabbitmq, timeout_s=config.gateway.amqp_timeout_s,

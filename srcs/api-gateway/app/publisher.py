@@ -1,9 +1,17 @@
-"""Confirmed, persistent publishing of orders to RabbitMQ, one AMQP connection per gateway thread.
+"""Confirmed, persistent publishing of orders to RabbitMQ: one AMQP connection per gateway process, owned by a
+thread of its own, as in pika's asynchronous publisher example.
 
-pika's BlockingConnection is not thread-safe, so each gunicorn thread owns one (threading.local), opened on
-that thread's first publish: after gunicorn's fork, never shared between processes. A connection found dead
-(the broker restarted, an idle connection was dropped) is replaced and the publish is tried once more; a
-duplicate is harmless because the message id is the idempotency key the consumer deduplicates on.
+pika's connections are not thread-safe. This one (a SelectConnection) lives in an I/O thread, started in each
+gunicorn worker after the fork on its first use; request threads hand it work through the one thread-safe call
+pika has (`add_callback_threadsafe`) and wait for the outcome on a future, for at most `timeout_s`. So every
+wait has an end: a broker that takes a message and never confirms it (a quorum queue that lost its majority, a
+stalled node) is a 503 within that bound, never a request that hangs; and the I/O thread answers heartbeats
+while the gateway is idle, so an idle connection is not dropped.
+
+The connection goes to the first node of RABBITMQ_HOST that answers, each process starting at a node of its
+own. When it dies (the node stopped or was killed, the connection was closed), every message still waiting
+for its confirm fails; its request tries once more, on a new connection to the next live node, while its time
+lasts. A duplicate is harmless: the message id is the idempotency key the consumer deduplicates on.
 """
 
 from __future__ import annotations
@@ -11,16 +19,25 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import pika
-from crud_common.billing import declare_billing_queue
+from crud_common.amqp import node_after, node_parameters
+from crud_common.billing import declare_billing_queue_async
 from crud_common.logs import one_line
 from crud_common.settings import RabbitSettings
-from pika.adapters.blocking_connection import BlockingChannel
-from pika.exceptions import AMQPError, ConnectionBlockedTimeout, NackError, UnroutableError
+from pika.adapters.select_connection import IOLoop
+from pika.channel import Channel
+from pika.spec import Basic
 
 log = logging.getLogger(__name__)
+
+Result = TypeVar("Result")
 
 
 class BrokerUnavailable(Exception):
@@ -31,37 +48,230 @@ class BrokerUnavailable(Exception):
         self.refused = refused
 
 
+class _ConnectionLost(Exception):
+    """The connection an operation was on (or was waiting for) is gone: worth one more try on a new one."""
+
+
+class _Unroutable(_ConnectionLost):
+    """The broker returned the message: no queue took it (deleted by an operator). A new connection declares the
+    queue again, so this is worth one more try too."""
+
+
+class _Refused(Exception):
+    """The broker nacked the message (e.g. the queue is full): trying again now would not help."""
+
+
 @dataclass(frozen=True)
 class QueueState:
     messages: int
     consumers: int
 
 
+@dataclass
+class _Unconfirmed:
+    future: Future[None]
+    message_id: str
+    returned: bool = False
+
+
+class BrokerLink:
+    """The process's AMQP connection, its channel in confirm mode, and the I/O thread that owns both. Every
+    method but `call` and `close` runs in the I/O thread."""
+
+    def __init__(self, rabbit: RabbitSettings, *, timeout_s: float, heartbeat_s: int, connection_name: str) -> None:
+        self._rabbit = rabbit
+        self._options = {
+            "heartbeat": heartbeat_s,
+            # Each bounds one way opening a connection could take longer than a request may wait: the TCP
+            # connect, the AMQP handshake, bytes the peer never acknowledges (a node that vanished).
+            "socket_timeout": timeout_s,
+            "stack_timeout": timeout_s,
+            "tcp_options": {"TCP_USER_TIMEOUT": int(timeout_s * 1000)},
+            # A broker that blocks publishers (a resource alarm) is left after this.
+            "blocked_connection_timeout": timeout_s,
+            "connection_attempts": 1,
+            "client_properties": {"connection_name": connection_name},
+        }
+        self._first_node: int | None = None  # a random one for this process's first connection
+        self._connection: pika.SelectConnection | None = None
+        self._channel: Channel | None = None
+        self._opening = False
+        # Operations waiting for the channel to be ready; those sent and not answered yet; and, of these, the
+        # messages not yet confirmed, by delivery tag.
+        self._waiting: deque[tuple[Callable[[Channel, Future[Any]], None], Future[Any]]] = deque()
+        self._running: list[Future[Any]] = []
+        self._unconfirmed: dict[int, _Unconfirmed] = {}
+        self._last_tag = 0
+        self._ioloop = IOLoop()
+        self._thread = threading.Thread(target=self._ioloop.start, name=f"{connection_name}-amqp", daemon=True)
+        self._thread.start()
+
+    # --- from any thread ---------------------------------------------------------------------------------------
+
+    def call(self, operation: Callable[[Channel, Future[Result]], None], timeout_s: float) -> Result:
+        """Run `operation(channel, future)` in the I/O thread once the channel is ready, and return what it
+        puts in the future; raise what it puts there, or FutureTimeout after `timeout_s`."""
+        future: Future[Result] = Future()
+        self._ioloop.add_callback_threadsafe(lambda: self._submit(operation, future))
+        try:
+            return future.result(timeout=max(timeout_s, 0.0))
+        except FutureTimeout:
+            future.cancel()  # still waiting for a channel: it is never sent
+            raise
+
+    def close(self) -> None:
+        """Close the connection and stop the I/O thread (a worker's end, a test's)."""
+        self._ioloop.add_callback_threadsafe(self._shut_down)
+        self._thread.join(timeout=5)
+
+    # --- in the I/O thread -------------------------------------------------------------------------------------
+
+    def _submit(self, operation: Callable[[Channel, Future[Any]], None], future: Future[Any]) -> None:
+        self._waiting.append((operation, future))
+        if self._channel is not None:
+            self._run_waiting()
+        elif not self._opening:
+            self._open()
+
+    def _run_waiting(self) -> None:
+        while self._waiting and self._channel is not None and self._channel.is_open:
+            operation, future = self._waiting.popleft()
+            if not future.set_running_or_notify_cancel():  # its request gave up waiting
+                continue
+            self._running = [running for running in self._running if not running.done()]
+            self._running.append(future)
+            try:
+                operation(self._channel, future)
+            except Exception as exc:  # noqa: BLE001 - the thread must live on: the request gets the failure
+                log.warning("AMQP operation failed: %s", one_line(exc))
+                future.set_exception(_ConnectionLost(one_line(exc)))
+
+    def _open(self) -> None:
+        self._opening = True
+        nodes = node_parameters(self._rabbit, first=self._first_node, **self._options)
+        pika.SelectConnection.create_connection(nodes, self._on_connected, custom_ioloop=self._ioloop)
+
+    def _on_connected(self, connection: Any) -> None:
+        if not isinstance(connection, pika.SelectConnection):  # every node failed: an AMQPConnectorException
+            self._opening = False
+            self._fail_waiting(_ConnectionLost(one_line(connection)))
+            return
+        self._connection = connection
+        params = connection.params
+        self._first_node = node_after(self._rabbit, params.host, params.port)
+        log.info("AMQP connection opened to %s:%s/%s", params.host, params.port, params.virtual_host)
+        connection.add_on_close_callback(self._on_connection_closed)
+        connection.channel(on_open_callback=self._on_channel_open)
+
+    def _on_channel_open(self, channel: Channel) -> None:
+        channel.add_on_close_callback(self._on_channel_closed)
+        # mandatory publishes: a message no queue takes comes back (basic.return) instead of vanishing.
+        channel.add_on_return_callback(self._on_returned)
+        self._last_tag = 0
+        channel.confirm_delivery(
+            ack_nack_callback=self._on_confirm,
+            callback=lambda _frame: declare_billing_queue_async(channel, self._rabbit.queue,
+                                                                lambda: self._on_ready(channel)),
+        )
+
+    def _on_ready(self, channel: Channel) -> None:
+        self._channel = channel
+        self._opening = False
+        self._run_waiting()
+
+    def publish(self, channel: Channel, future: Future[None], body: bytes, properties: pika.BasicProperties) -> None:
+        channel.basic_publish("", self._rabbit.queue, body, properties, mandatory=True)
+        self._last_tag += 1
+        self._unconfirmed[self._last_tag] = _Unconfirmed(future, properties.message_id)
+
+    def _on_returned(self, _channel: Channel, _method: Basic.Return, properties: pika.BasicProperties,
+                     _body: bytes) -> None:
+        # The broker returns a message before it confirms it: mark the oldest one sent with this id.
+        for unconfirmed in self._unconfirmed.values():
+            if unconfirmed.message_id == properties.message_id and not unconfirmed.returned:
+                unconfirmed.returned = True
+                break
+
+    def _on_confirm(self, frame: pika.frame.Method) -> None:
+        method = frame.method
+        tags = [tag for tag in self._unconfirmed if tag <= method.delivery_tag] if method.multiple \
+            else [method.delivery_tag]
+        returned = False
+        for tag in tags:
+            unconfirmed = self._unconfirmed.pop(tag, None)
+            if unconfirmed is None:
+                continue
+            if isinstance(method, Basic.Nack):
+                unconfirmed.future.set_exception(_Refused("the broker refused the message"))
+            elif unconfirmed.returned:
+                returned = True
+                unconfirmed.future.set_exception(
+                    _Unroutable(f"the broker could not route the message to {self._rabbit.queue}"))
+            else:
+                unconfirmed.future.set_result(None)
+        if returned and self._connection is not None:
+            # The queue is gone: a new connection declares it again.
+            self._connection.close(reply_text="billing queue gone: declaring it again")
+
+    def _on_channel_closed(self, _channel: Channel, reason: Exception) -> None:
+        # A channel the broker closed (a declaration it refused, a queue gone under a passive declare): start
+        # afresh with a new connection, which declares the queue again. A channel closed with its connection
+        # is left to the connection's own callback.
+        if self._connection is not None and self._connection.is_open:
+            log.warning("AMQP channel closed (%s); reopening the connection", one_line(reason))
+            self._connection.close()
+
+    def _on_connection_closed(self, connection: pika.SelectConnection, reason: Exception) -> None:
+        if connection is not self._connection:
+            return
+        log.info("AMQP connection closed: %s", one_line(reason))
+        was_ready = self._channel is not None
+        self._connection = None
+        self._channel = None
+        self._opening = False
+        lost = _ConnectionLost(one_line(reason))
+        for future in self._running:
+            if not future.done():
+                future.set_exception(lost)
+        self._running.clear()
+        self._unconfirmed.clear()
+        if not was_ready:
+            # It never got as far as a channel with the queue declared: what waited for it fails.
+            self._fail_waiting(lost)
+        elif self._waiting:
+            # What was never sent waits for the next connection.
+            self._open()
+
+    def _fail_waiting(self, error: Exception) -> None:
+        while self._waiting:
+            _operation, future = self._waiting.popleft()
+            if future.set_running_or_notify_cancel():
+                future.set_exception(error)
+
+    def _shut_down(self) -> None:
+        if self._connection is not None and self._connection.is_open:
+            self._connection.add_on_close_callback(lambda *_: self._ioloop.stop())
+            self._connection.close()
+        else:
+            self._ioloop.stop()
+
+
 class Publisher:
+    """Orders to billing_queue, confirmed; the I/O thread and its connection are made on first use, in the
+    process that uses them (a gunicorn worker, after the fork)."""
+
     def __init__(self, rabbit: RabbitSettings, *, timeout_s: float, heartbeat_s: int,
                  connection_name: str = "api_gateway") -> None:
         self._rabbit = rabbit
         self._timeout_s = timeout_s
-        self._local = threading.local()
-        self._parameters = pika.ConnectionParameters(
-            host=rabbit.host,
-            port=rabbit.port,
-            virtual_host=rabbit.vhost,
-            credentials=pika.PlainCredentials(rabbit.user, rabbit.password.get_secret_value()),
-            heartbeat=heartbeat_s,
-            # Each of these bounds one way a publish could otherwise wait forever: TCP connect, the AMQP
-            # handshake, a broker that blocks publishers (resource alarm), and bytes the peer never
-            # acknowledges (a broker that vanished without closing the connection).
-            socket_timeout=timeout_s,
-            stack_timeout=timeout_s * 2,
-            blocked_connection_timeout=timeout_s,
-            tcp_options={"TCP_USER_TIMEOUT": int(timeout_s * 1000)},
-            connection_attempts=1,
-            client_properties={"connection_name": connection_name},
-        )
+        self._heartbeat_s = heartbeat_s
+        self._connection_name = connection_name
+        self._link: BrokerLink | None = None
+        self._link_lock = threading.Lock()
 
     def publish(self, body: bytes, *, message_id: str, correlation_id: str) -> None:
-        """Return only once the broker confirmed the message; raise BrokerUnavailable otherwise."""
+        """Return only once the broker confirmed the message; raise BrokerUnavailable otherwise, within
+        `timeout_s`."""
         properties = pika.BasicProperties(
             delivery_mode=pika.DeliveryMode.Persistent,
             content_type="application/json",
@@ -69,82 +279,54 @@ class Publisher:
             correlation_id=correlation_id,
             timestamp=int(time.time()),
         )
-        started = time.monotonic()
+        link = self._broker_link()
+        deadline = time.monotonic() + self._timeout_s
         for attempt in (1, 2):
             try:
-                self._publish_once(body, properties)
+                link.call(lambda channel, future: link.publish(channel, future, body, properties),
+                          deadline - time.monotonic())
                 return
-            except NackError:
-                # The broker answered, and said no (e.g. the queue is full): trying again now would not help.
-                raise BrokerUnavailable("the broker refused the message", refused=True) from None
-            except ConnectionBlockedTimeout:
-                self._discard()
-                raise BrokerUnavailable("the broker is blocking publishers (resource alarm)") from None
-            except UnroutableError:
-                # The queue is gone (deleted by an operator): the new connection declares it again.
-                self._discard()
-                reason = f"the broker could not route the message to {self._rabbit.queue}"
-            except (AMQPError, OSError) as exc:
-                # Dead connection (idle drop, broker restart, forced close): start afresh, once.
-                self._discard()
-                reason = one_line(exc)
-            if attempt == 1 and time.monotonic() - started <= self._timeout_s:
-                log.info("publish failed on the existing connection (%s); reconnecting", reason)
+            except _Refused as exc:
+                raise BrokerUnavailable(str(exc), refused=True) from None
+            except FutureTimeout:
+                raise BrokerUnavailable(f"no confirm from the broker within {self._timeout_s:g} s") from None
+            except _ConnectionLost as exc:
+                reason = str(exc)
+            if attempt == 1 and time.monotonic() < deadline:
+                log.info("publish failed (%s); trying once more on a new connection", reason)
                 continue
             raise BrokerUnavailable(reason)
-
-    def queue_state(self) -> QueueState:
-        """Depth and consumers of the queue, through this thread's connection (for /health)."""
-        for attempt in (1, 2):
-            try:
-                frame = self._channel().queue_declare(queue=self._rabbit.queue, passive=True)
-                return QueueState(frame.method.message_count, frame.method.consumer_count)
-            except (AMQPError, OSError) as exc:
-                self._discard()
-                if attempt == 2:
-                    raise BrokerUnavailable(one_line(exc)) from None
         raise AssertionError("unreachable")
 
-    def _publish_once(self, body: bytes, properties: pika.BasicProperties) -> None:
-        channel = self._channel()
-        # mandatory: a message no queue takes comes back (UnroutableError) instead of vanishing.
-        channel.basic_publish(
-            exchange="", routing_key=self._rabbit.queue, body=body, properties=properties, mandatory=True
-        )
+    def queue_state(self) -> QueueState:
+        """Depth and consumers of the queue (for /health), within `timeout_s`."""
+        link = self._broker_link()
+        queue = self._rabbit.queue
 
-    def _channel(self) -> BlockingChannel:
-        channel: BlockingChannel | None = getattr(self._local, "channel", None)
-        if channel is not None and channel.is_open and channel.connection.is_open:
-            # Reads what arrived while the thread was idle: a closed socket or a close from the broker
-            # shows up here, before the message is sent, rather than in the middle of the publish.
-            channel.connection.process_data_events(time_limit=0)
-            if channel.is_open:
-                return channel
-        self._discard()
-        connection = pika.BlockingConnection(self._parameters)
-        try:
-            channel = connection.channel()
-            channel.confirm_delivery()
-            declare_billing_queue(channel, self._rabbit.queue)
-        except BaseException:
-            _close_quietly(connection)
-            raise
-        self._local.connection = connection
-        self._local.channel = channel
-        log.info("AMQP connection opened to %s:%s/%s", self._rabbit.host, self._rabbit.port, self._rabbit.vhost)
-        return channel
+        def passive_declare(channel: Channel, future: Future[QueueState]) -> None:
+            channel.queue_declare(queue, passive=True, callback=lambda frame: future.set_result(
+                QueueState(frame.method.message_count, frame.method.consumer_count)))
 
-    def _discard(self) -> None:
-        connection = getattr(self._local, "connection", None)
-        self._local.connection = None
-        self._local.channel = None
-        if connection is not None:
-            _close_quietly(connection)
+        deadline = time.monotonic() + self._timeout_s
+        for attempt in (1, 2):
+            try:
+                return link.call(passive_declare, deadline - time.monotonic())
+            except FutureTimeout:
+                raise BrokerUnavailable(f"no answer from the broker within {self._timeout_s:g} s") from None
+            except _ConnectionLost as exc:
+                if attempt == 2 or time.monotonic() >= deadline:
+                    raise BrokerUnavailable(str(exc)) from None
+        raise AssertionError("unreachable")
 
+    def close(self) -> None:
+        with self._link_lock:
+            link, self._link = self._link, None
+        if link is not None:
+            link.close()
 
-def _close_quietly(connection: pika.BlockingConnection) -> None:
-    try:
-        if connection.is_open:
-            connection.close()
-    except Exception:  # noqa: BLE001 - already broken: nothing left to release but the socket, which pika drops
-        log.debug("closing a broken AMQP connection failed", exc_info=True)
+    def _broker_link(self) -> BrokerLink:
+        with self._link_lock:
+            if self._link is None:
+                self._link = BrokerLink(self._rabbit, timeout_s=self._timeout_s, heartbeat_s=self._heartbeat_s,
+                                        connection_name=self._connection_name)
+            return self._link

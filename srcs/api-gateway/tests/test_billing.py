@@ -4,6 +4,9 @@
 from __future__ import annotations
 
 import json
+import logging
+import os
+import signal
 import subprocess
 import time
 
@@ -186,15 +189,83 @@ def test_a_killed_connection_does_not_fail_the_next_order(client, amqp, config):
         assert channel.queue_declare(config.rabbitmq.queue, passive=True).method.message_count == 2
 
 
-def test_an_idle_connection_dropped_by_the_broker_does_not_fail_the_next_order(make_client, amqp, config):
-    # A 1 s heartbeat that the idle thread never answers: the broker drops the connection after ~2-3 s, as it
-    # would overnight with the real 30 s heartbeat.
+def test_an_idle_connection_stays_open(make_client, amqp, config, caplog):
+    # A 1 s heartbeat: the broker closes a connection that misses two of them. The publisher's I/O thread
+    # answers them while the gateway is idle, so the second order goes out on the first order's connection.
     client = make_client(amqp_heartbeat_s=1)
-    assert client.post("/api/billing", json=ORDER).status_code == 200
-    time.sleep(4)
-    response = client.post("/api/billing", json=ORDER)
+    with caplog.at_level(logging.INFO, logger="app.publisher"):
+        assert client.post("/api/billing", json=ORDER).status_code == 200
+        time.sleep(4)
+        response = client.post("/api/billing", json=ORDER)
     assert response.status_code == 200, response.data
+    assert [r.getMessage() for r in caplog.records if "connection" in r.getMessage()] == [
+        f"AMQP connection opened to {config.rabbitmq.host}:{config.rabbitmq.port}/{config.rabbitmq.vhost}"]
     assert amqp.queue_declare(config.rabbitmq.queue, passive=True).method.message_count == 2
+
+
+@pytest.mark.parametrize("nodes", ["127.0.0.1:1,{node}", "{node},127.0.0.1:1"])
+def test_a_node_that_is_away_is_passed_over(make_client, amqp, config, nodes):
+    # Port 1 of loopback refuses every connection: a broker node that is down. Whichever node a process starts
+    # at, its orders reach the live one.
+    node = f"{config.rabbitmq.host}:{config.rabbitmq.port}"
+    client = make_client(rabbitmq={"host": nodes.format(node=node)})
+    for _ in range(3):
+        assert client.post("/api/billing", json=ORDER).status_code == 200
+    assert amqp.queue_declare(config.rabbitmq.queue, passive=True).method.message_count == 3
+    assert publishes(client) == {"confirmed": 3, "refused": 0, "failed": 0}
+
+
+def test_every_node_away_is_a_503(make_client, amqp, config):
+    client = make_client(rabbitmq={"host": "127.0.0.1:1,127.0.0.1:2"})
+    response = client.post("/api/billing", json=ORDER)
+    assert response.status_code == 503 and response.get_json()["error"] == "service_unavailable"
+    assert publishes(client) == {"confirmed": 0, "refused": 0, "failed": 1}
+    assert client.get("/health").get_json()["down"] == ["rabbitmq"]
+
+
+def broker_pid() -> int:
+    answer = subprocess.run(["rabbitmqctl", "-q", "eval", "os:getpid()."], check=True, capture_output=True,
+                            text=True, timeout=120).stdout
+    return int(answer.strip().strip('"'))
+
+
+def queued_message_ids(amqp, queue: str) -> list[str]:
+    ids = []
+    while (message := amqp.basic_get(queue, auto_ack=True))[0] is not None:
+        ids.append(message[1].message_id)
+    return ids
+
+
+def test_a_broker_that_never_confirms_is_a_503_within_the_timeout(make_client, amqp, config):
+    # A stopped broker process: its kernel still acknowledges the bytes, so the connection looks alive and the
+    # message is sent, but no confirm ever comes (as with a quorum queue that lost its majority).
+    client = make_client(amqp_timeout_s=1)
+    first = client.post("/api/billing", json=ORDER, headers={"Idempotency-Key": "confirmed-before-the-stop"})
+    assert first.status_code == 200
+    pid = broker_pid()
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        unconfirmed = client.post("/api/billing", json=ORDER, headers={"Idempotency-Key": "sent-while-stopped"})
+        waited = time.monotonic() - started
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    assert unconfirmed.status_code == 503, unconfirmed.data
+    assert unconfirmed.get_json()["error"] == "service_unavailable"
+    assert waited < 5  # its 1 s bound, not the heartbeat's minutes
+    assert publishes(client) == {"confirmed": 1, "refused": 0, "failed": 1}
+    # The broker is back: the client's retry of the 503 (same key, same order) is taken.
+    deadline = time.monotonic() + 30
+    while (retry := client.post("/api/billing", json=ORDER, headers={"Idempotency-Key": "sent-while-stopped"})
+           ).status_code != 200 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert retry.status_code == 200, retry.data
+    # Nothing but these two orders is queued: the first once, the retried one once or twice (the broker may
+    # have taken the unconfirmed copy too; the consumer stores a message id once).
+    ids = queued_message_ids(amqp, config.rabbitmq.queue)
+    assert ids.count(first.get_json()["message_id"]) == 1
+    assert 1 <= ids.count(retry.get_json()["message_id"]) <= 2
+    assert set(ids) == {first.get_json()["message_id"], retry.get_json()["message_id"]}
 
 
 def test_a_deleted_queue_is_declared_again(client, amqp, config):

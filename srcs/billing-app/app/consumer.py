@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import pika
+from crud_common.amqp import node_parameters
 from crud_common.billing import InvalidOrder, declare_billing_queue
 from crud_common.logs import one_line
 from pika.adapters.blocking_connection import BlockingChannel
@@ -40,13 +41,11 @@ log = logging.getLogger("billing.consumer")
 _POLL_S = 0.1
 
 
-def connection_parameters(config: Config) -> pika.ConnectionParameters:
-    rabbit = config.rabbitmq
-    return pika.ConnectionParameters(
-        host=rabbit.host,
-        port=rabbit.port,
-        virtual_host=rabbit.vhost,
-        credentials=pika.PlainCredentials(rabbit.user, rabbit.password.get_secret_value()),
+def connection_parameters(config: Config, first_node: int | None = None) -> list[pika.ConnectionParameters]:
+    """Every node of RABBITMQ_HOST, from `first_node` on (a random one when None): pika tries them in turn."""
+    return node_parameters(
+        config.rabbitmq,
+        first=first_node,
         heartbeat=config.billing.heartbeat_s,
         # The reconnect policy retries with backoff; pika's own retries would hide the failure from it.
         connection_attempts=1,
@@ -92,7 +91,8 @@ class BillingConsumer:
     """One connection to the broker, from its opening to its end. A broker failure ends it with an AMQPError; a
     stop request ends it cleanly, with nothing it took left unacked."""
 
-    def __init__(self, config: Config, store: OrderStore, metrics: Metrics, stopping: Callable[[], bool]) -> None:
+    def __init__(self, config: Config, store: OrderStore, metrics: Metrics, stopping: Callable[[], bool],
+                 first_node: int | None = None) -> None:
         self._settings = config.billing
         self._queue = config.rabbitmq.queue
         self._store = store
@@ -102,8 +102,9 @@ class BillingConsumer:
         self._inbox: deque[Delivery] = deque()
         self._consumer_tag: str | None = None
         rabbit = config.rabbitmq
-        log.info("connecting to amqp://%s:%d/%s", rabbit.host, rabbit.port, rabbit.vhost)
-        self._connection = pika.BlockingConnection(connection_parameters(config))
+        nodes = connection_parameters(config, first_node)
+        log.info("connecting to %s/%s", ", ".join(f"{node.host}:{node.port}" for node in nodes), rabbit.vhost)
+        self._connection = pika.BlockingConnection(nodes)
         metrics.reconnects.inc()
         try:
             self._channel: BlockingChannel = self._connection.channel()
@@ -312,6 +313,8 @@ class ReconnectingConsumer:
         self._metrics = metrics
         self._stopping = False
         self._current: BillingConsumer | None = None
+        # Each connection starts at the next node of RABBITMQ_HOST: after a node is lost, another one first.
+        self._first_node = random.randrange(len(config.rabbitmq.nodes))
 
     @property
     def connected(self) -> bool:
@@ -329,7 +332,7 @@ class ReconnectingConsumer:
             consumer: BillingConsumer | None = None
             try:
                 consumer = self._current = BillingConsumer(self._config, self._store, self._metrics,
-                                                           lambda: self._stopping)
+                                                           lambda: self._stopping, self._first_node)
                 backoff.reset()
                 consumer.run()
             except AMQPError as exc:
@@ -337,6 +340,7 @@ class ReconnectingConsumer:
                             one_line(exc))
             finally:
                 self._current = None
+                self._first_node += 1
                 if consumer is not None:
                     consumer.close()
             if not self._stopping:

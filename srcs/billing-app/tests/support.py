@@ -121,7 +121,7 @@ class Broker:
                     ),
                 )
             )
-        publish_confirmed(connection_parameters(self.config), self.queue, messages, timeout)
+        publish_confirmed(connection_parameters(self.config)[0], self.queue, messages, timeout)
         return ids
 
     def consumer_count(self) -> int:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Annotated, Any
 
@@ -140,10 +141,38 @@ def queue_arguments(queue: str) -> dict[str, Any]:
     }
 
 
+def billing_queue_declarations(queue: str) -> list[tuple[str, dict[str, Any]]]:
+    """The declarations both sides make, in order, as (pika channel method, its arguments): the dead-letter
+    exchange and queue, their binding, then billing_queue itself."""
+    return [
+        ("exchange_declare", {"exchange": dead_letter_exchange(queue), "exchange_type": "direct", "durable": True}),
+        ("queue_declare", {"queue": dead_letter_queue(queue), "durable": True,
+                           "arguments": {"x-queue-type": "quorum"}}),
+        ("queue_bind", {"queue": dead_letter_queue(queue), "exchange": dead_letter_exchange(queue),
+                        "routing_key": dead_letter_queue(queue)}),
+        ("queue_declare", {"queue": queue, "durable": True, "arguments": queue_arguments(queue)}),
+    ]
+
+
 def declare_billing_queue(channel: Any, queue: str) -> None:
-    """The one declaration both sides make (on a pika BlockingChannel): the gateway before its first publish, so
+    """The one declaration both sides make, on a pika BlockingChannel: the gateway before its first publish, so
     orders sent before the consumer ever ran are kept, and the consumer before it consumes."""
-    channel.exchange_declare(dead_letter_exchange(queue), exchange_type="direct", durable=True)
-    channel.queue_declare(dead_letter_queue(queue), durable=True, arguments={"x-queue-type": "quorum"})
-    channel.queue_bind(dead_letter_queue(queue), dead_letter_exchange(queue), routing_key=dead_letter_queue(queue))
-    channel.queue_declare(queue, durable=True, arguments=queue_arguments(queue))
+    for method, arguments in billing_queue_declarations(queue):
+        getattr(channel, method)(**arguments)
+
+
+def declare_billing_queue_async(channel: Any, queue: str, on_declared: Callable[[], None]) -> None:
+    """The same declaration on a channel of pika's asynchronous adapters (the gateway's publisher): each step
+    sent once the broker answered the one before, then `on_declared()`. A refusal closes the channel, which
+    its close callback reports."""
+    steps = iter(billing_queue_declarations(queue))
+
+    def next_step(_answer: Any = None) -> None:
+        step = next(steps, None)
+        if step is None:
+            on_declared()
+            return
+        method, arguments = step
+        getattr(channel, method)(callback=next_step, **arguments)
+
+    next_step()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
 from collections.abc import Mapping
 from dataclasses import field, fields
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar, get_args, get_type_hints
 
 from dotenv import dotenv_values
-from pydantic import Field, SecretStr, ValidationError
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict
 from pydantic_settings.sources.utils import parse_env_vars
 
@@ -87,8 +88,16 @@ class DatabaseSettings(Settings):
         }, **options)
 
 
+# A broker node: a host name or IPv4 address, and a port of its own when it has one.
+_BROKER_NODE = re.compile(r"(?P<host>[A-Za-z0-9](?:[A-Za-z0-9.-]{0,252}[A-Za-z0-9])?)(?::(?P<port>[0-9]{1,5}))?")
+
+
 class RabbitSettings(Settings):
-    """The RabbitMQ broker, the vhost and user of the platform, and the billing queue (RABBITMQ_*)."""
+    """The RabbitMQ broker, the vhost and user of the platform, and the billing queue (RABBITMQ_*).
+
+    RABBITMQ_HOST names the broker's node, or every node of a cluster, comma-separated (`host` or `host:port`
+    each; RABBITMQ_PORT where a node has no port of its own): a client connects to the first that answers, in
+    an order of its own, and to the next one when it goes."""
 
     host: str
     port: Port
@@ -96,6 +105,22 @@ class RabbitSettings(Settings):
     user: str
     password: SecretStr
     queue: QueueName
+
+    @field_validator("host")
+    @classmethod
+    def _broker_nodes(cls, value: str) -> str:
+        nodes = [node.strip() for node in value.split(",")]
+        for node in nodes:
+            match = _BROKER_NODE.fullmatch(node)
+            if match is None or (match["port"] is not None and not 1 <= int(match["port"]) <= 65535):
+                raise ValueError(f"{node!r} is not a host or host:port (nodes are comma-separated)")
+        return ",".join(nodes)
+
+    @property
+    def nodes(self) -> tuple[tuple[str, int], ...]:
+        """(host, port) of every node, in the order RABBITMQ_HOST gives them."""
+        pairs = (_BROKER_NODE.fullmatch(node) for node in self.host.split(","))
+        return tuple((match["host"], int(match["port"] or self.port)) for match in pairs if match is not None)
 
 
 class SettingsError(ValueError):

@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from crud_common.billing import (
-    MAX_AMOUNT, MAX_NUMBER_OF_ITEMS, MAX_USER_ID, InvalidOrder, OrderFields, declare_billing_queue, decode_order,
-    encode_order, queue_arguments,
+    MAX_AMOUNT, MAX_NUMBER_OF_ITEMS, MAX_USER_ID, InvalidOrder, OrderFields, declare_billing_queue,
+    declare_billing_queue_async, decode_order, encode_order, queue_arguments,
 )
 from crud_common.bodies import exact_decimal, json_object
 
@@ -141,6 +141,31 @@ def test_both_sides_declare_the_queue_the_same_and_the_broker_refuses_any_other(
             other.queue_declare(queue, durable=True, arguments={**queue_arguments(queue), "x-delivery-limit": 6})
         assert refused.value.reply_code == 406  # PRECONDITION_FAILED: why there is one definition
         other.connection.close()
+    finally:
+        for name in (queue, f"{queue}.dead"):
+            channel.queue_delete(name)
+        channel.exchange_delete(f"{queue}.dlx")
+
+
+def test_the_asynchronous_declaration_is_the_same_declaration(rabbit, channel):
+    # The gateway's publisher declares on pika's asynchronous channel, the consumer on a blocking one: a
+    # declaration that differed would be refused by the broker (406), as above.
+    queue = "crud_common_test_async_queue"
+    declared: list[str] = []
+
+    def on_open(connection):
+        connection.channel(on_open_callback=lambda async_channel: declare_billing_queue_async(
+            async_channel, queue, lambda: (declared.append(queue), connection.close())))
+
+    connection = pika.SelectConnection(rabbit_parameters(rabbit), on_open_callback=on_open,
+                                       on_close_callback=lambda *_: connection.ioloop.stop())
+    timer = connection.ioloop.call_later(30, connection.ioloop.stop)
+    connection.ioloop.start()
+    connection.ioloop.remove_timeout(timer)
+    try:
+        assert declared == [queue]
+        declare_billing_queue(channel, queue)  # accepted: the same arguments, the same dead-letter topology
+        assert channel.queue_declare(f"{queue}.dead", passive=True).method.message_count == 0
     finally:
         for name in (queue, f"{queue}.dead"):
             channel.queue_delete(name)

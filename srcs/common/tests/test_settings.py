@@ -12,6 +12,7 @@ from pydantic import Field, SecretStr
 
 from dataclasses import dataclass
 
+from crud_common.amqp import node_after, node_parameters
 from crud_common.settings import (
     DatabaseSettings, RabbitSettings, Settings, SettingsError, environment, load, load_parts, part,
 )
@@ -47,6 +48,31 @@ def test_every_bad_variable_of_every_part_is_named_and_no_secret_echoed():
     assert any(p.startswith("RABBITMQ_PORT='70000': ") for p in problems)
     assert any(p.startswith("RABBITMQ_QUEUE='no spaces': ") for p in problems)
     assert len(problems) == 5
+
+
+def test_the_broker_may_be_one_node_or_several():
+    one = load(ServiceConfig, {**DATABASE, **RABBIT}).rabbit
+    assert one.nodes == (("127.0.0.1", 5672),)
+    several = load(ServiceConfig, {**DATABASE, **RABBIT,
+                                   "RABBITMQ_HOST": "127.0.0.1:5681, 127.0.0.1:5682,broker-3.internal"}).rabbit
+    assert several.nodes == (("127.0.0.1", 5681), ("127.0.0.1", 5682), ("broker-3.internal", 5672))
+
+
+@pytest.mark.parametrize("nodes", ["127.0.0.1,", "127.0.0.1:0", "127.0.0.1:70000", "host:port", "a b", "-x"])
+def test_a_bad_node_is_named(nodes):
+    with pytest.raises(SettingsError) as caught:
+        load(ServiceConfig, {**DATABASE, **RABBIT, "RABBITMQ_HOST": nodes})
+    assert [p.split(":", 1)[0].split("=", 1)[0] for p in caught.value.problems] == ["RABBITMQ_HOST"]
+
+
+def test_each_client_starts_at_a_node_and_takes_the_others_in_turn():
+    rabbit = load(ServiceConfig, {**DATABASE, **RABBIT, "RABBITMQ_HOST": "a:1,b:2,c:3"}).rabbit
+    order = [[(p.host, p.port) for p in node_parameters(rabbit, first=first)] for first in (0, 1, 5)]
+    assert order == [[("a", 1), ("b", 2), ("c", 3)], [("b", 2), ("c", 3), ("a", 1)], [("c", 3), ("a", 1), ("b", 2)]]
+    parameters = node_parameters(rabbit, first=0, heartbeat=7)[2]
+    assert (parameters.virtual_host, parameters.credentials.username, parameters.heartbeat) == ("v", "u", 7)
+    assert {tuple((p.host, p.port) for p in node_parameters(rabbit))[0] for _ in range(200)} == {("a", 1), ("b", 2), ("c", 3)}
+    assert [node_after(rabbit, host, port) for host, port in (("a", 1), ("c", 3), ("elsewhere", 9))] == [1, 0, 0]
 
 
 class Token(Settings):
