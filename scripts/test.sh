@@ -7,9 +7,10 @@
 #   1. the internal library's suite (srcs/common), then each service's own suite, each in its own venv
 #      (inventory, gateway, billing);
 #   2. the system tests: the platform under PM2, driven through the gateway (newman, HTTP, pm2 stop/start);
+#      then the same with TOPOLOGY=ha (a three-node broker cluster, two consumers) and its chaos tests;
 #   3. the three-host topology on network namespaces (scripts/test-hosts.sh, also `make test-hosts`).
 #
-# `bash scripts/test.sh system hosts` runs only the named suites (common inventory gateway billing system hosts).
+# `bash scripts/test.sh system hosts` runs only the named suites (common inventory gateway billing system ha hosts).
 set -euo pipefail
 source "$(dirname "$0")/lib/common.sh"
 for lib in postgres rabbitmq python pm2; do source "$ROOT/scripts/lib/$lib.sh"; done
@@ -65,7 +66,7 @@ test_billing() {
 
 # The whole platform, started by the very `make up` script under a PM2 daemon, ports, databases and vhost of
 # its own, then driven from outside by tests/system. The instance is killed on the way out, whatever happens.
-test_system() {
+test_instance_settings() {
   require_vars TEST_PM2_HOME TEST_GATEWAY_PORT TEST_INVENTORY_PORT TEST_BILLING_STATUS_PORT \
     TEST_GATEWAY_METRICS_PORT TEST_INVENTORY_METRICS_PORT INVENTORY_TEST_DB_NAME BILLING_TEST_DB_NAME RABBITMQ_TEST_VHOST INVENTORY_HOST
   export PM2_HOME=$TEST_PM2_HOME
@@ -74,6 +75,10 @@ test_system() {
   export GATEWAY_METRICS_PORT=$TEST_GATEWAY_METRICS_PORT INVENTORY_METRICS_PORT=$TEST_INVENTORY_METRICS_PORT
   export INVENTORY_DB_NAME=$INVENTORY_TEST_DB_NAME BILLING_DB_NAME=$BILLING_TEST_DB_NAME
   export RABBITMQ_VHOST=$RABBITMQ_TEST_VHOST
+}
+
+test_system() {
+  test_instance_settings
   pm2_install
   newman_install
   # The audit types `sudo -i -u postgres` and `sudo pm2 ...`; Swagger UI is tried in Debian's Chromium.
@@ -86,6 +91,23 @@ test_system() {
   bash "$ROOT/scripts/up.sh" 2>&1 | sed 's/^/    /'
   log "testing the platform (tests/system)"
   (cd "$ROOT" && tests/.venv/bin/python -m pytest -q -p no:cacheprovider tests/system)
+}
+
+# TOPOLOGY=ha: the same instance, its broker the three clustered nodes of scripts/broker.sh (the test vhost on
+# them) and two consumers, then the chaos tests (tests/ha), which kill and stop nodes and consumers.
+test_ha() {
+  test_instance_settings
+  export TOPOLOGY=ha
+  pm2_install
+  venv_ensure "$ROOT/tests"
+  pm2 kill >/dev/null 2>&1 || true
+  trap system_down EXIT
+  log "starting the test platform instance with TOPOLOGY=ha: gateway :$GATEWAY_PORT, PM2_HOME=$PM2_HOME"
+  bash "$ROOT/scripts/up.sh" 2>&1 | sed 's/^/    /'
+  log "testing the replicated broker (tests/ha)"
+  # Each test logs its counts (orders, attempts by status, GETs): the README's HA figures come from these lines.
+  (cd "$ROOT" && tests/.venv/bin/python -m pytest -q -p no:cacheprovider -o log_cli=true --log-cli-level=INFO \
+    --durations=3 tests/ha)
 }
 
 system_down() {
@@ -101,9 +123,9 @@ system_down() {
 test_hosts() { bash "$ROOT/scripts/test-hosts.sh"; }
 
 suites=("$@")
-[ ${#suites[@]} -gt 0 ] || suites=(common inventory gateway billing system hosts)
+[ ${#suites[@]} -gt 0 ] || suites=(common inventory gateway billing system ha hosts)
 for suite in "${suites[@]}"; do
-  declare -F "test_$suite" >/dev/null || die "unknown suite '$suite' (common inventory gateway billing system hosts)"
+  declare -F "test_$suite" >/dev/null || die "unknown suite '$suite' (common inventory gateway billing system ha hosts)"
 done
 pg_ensure_running
 rmq_install

@@ -2,24 +2,42 @@
 # make up: the whole platform on this machine, under root's PM2. Installs what is missing
 # (PostgreSQL, RabbitMQ, Node.js + PM2, the venvs), provisions, migrates, starts, and waits until
 # the gateway says every part is up. A second run changes nothing and says so.
+#
+# TOPOLOGY=ha (`make up TOPOLOGY=ha`): the broker is three RabbitMQ nodes clustered on loopback
+# (HA_BROKER_PORTS, scripts/broker.sh) instead of this machine's own node, and two billing consumers compete on
+# its queue (`pm2 scale billing_app 2`).
 set -euo pipefail
 source "$(dirname "$0")/lib/common.sh"
-for lib in postgres rabbitmq python pm2 services; do source "$ROOT/scripts/lib/$lib.sh"; done
+for lib in postgres rabbitmq broker-cluster python pm2 services; do source "$ROOT/scripts/lib/$lib.sh"; done
 
 require_root
 load_env
 require_vars GATEWAY_HOST GATEWAY_PORT
 apt_install_missing curl ca-certificates
 
-# One machine: RabbitMQ is for this machine only.
-rmq_install
-rmq_listen_on 127.0.0.1
+export TOPOLOGY=${TOPOLOGY:-single}
+case $TOPOLOGY in
+  single)
+    # One machine: RabbitMQ is for this machine only.
+    rmq_install
+    rmq_listen_on 127.0.0.1
+    ;;
+  ha)
+    require_vars HA_BROKER_PORTS
+    # The services reach every node; each starts at one of its own and fails over to the others.
+    RABBITMQ_HOST=$(broker_addresses)
+    export RABBITMQ_HOST
+    ;;
+  *) die "TOPOLOGY is single (the default) or ha, not '$TOPOLOGY'" ;;
+esac
 inventory_provision
 billing_provision
 gateway_provision
 pm2_install
 pm2_daemon_ensure
+pm2_same_topology inventory_app billing_app api_gateway api_gateway_front
 pm2_start_apps inventory_app billing_app api_gateway api_gateway_front
+if [ "$TOPOLOGY" = ha ]; then pm2_scale billing_app 2; else pm2_scale billing_app 1; fi
 
 gateway=http://$GATEWAY_HOST:$GATEWAY_PORT
 wait_until 90 "the gateway to report every dependency up ($gateway/health)" curl -fsS -o /dev/null "$gateway/health"
@@ -29,7 +47,7 @@ if [ ${#CHANGES[@]} -eq 0 ]; then
 fi
 cat <<MSG
 
-crud-master is up.
+crud-master is up (TOPOLOGY=$TOPOLOGY).
   gateway      $gateway            (pm2 list shows api_gateway_front, api_gateway, inventory_app, billing_app)
   Swagger UI   $gateway/docs
   try          curl -s $gateway/api/movies/

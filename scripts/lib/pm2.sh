@@ -75,12 +75,51 @@ sys.exit(0 if any(a["name"] == sys.argv[1] and a["pm2_env"]["status"] == "online
 ' "$1"
 }
 
+# pm2_app_field NAME FIELD: FIELD of the first instance of app NAME in PM2's list (from its pm2_env: its status,
+# or a variable of the environment it was started with); empty when there is no such app or field.
+pm2_app_field() {
+  pm2 jlist 2>/dev/null | python3 -c '
+import json, sys
+apps = [a for a in json.load(sys.stdin) if a["name"] == sys.argv[1]]
+print(apps[0]["pm2_env"].get(sys.argv[2], "") if apps else "")
+' "$1" "$2"
+}
+
+# pm2_instances NAME: how many instances of app NAME PM2 runs.
+pm2_instances() {
+  pm2 jlist 2>/dev/null | python3 -c '
+import json, sys
+print(sum(1 for a in json.load(sys.stdin) if a["name"] == sys.argv[1]))
+' "$1"
+}
+
+# pm2_scale NAME COUNT: COUNT instances of app NAME (PM2 numbers them in NODE_APP_INSTANCE).
+pm2_scale() {
+  [ "$(pm2_instances "$1")" = "$2" ] && return 0
+  changed "PM2: $2 instances of $1"
+  pm2 scale "$1" "$2" >/dev/null
+  pm2 save --force >/dev/null
+}
+
+# pm2_same_topology NAME...: refuse to mix topologies: an app already online under another TOPOLOGY keeps the
+# broker it was started with until it is stopped (`make down`).
+pm2_same_topology() {
+  local name started
+  for name in "$@"; do
+    pm2_app_online "$name" || continue
+    started=$(pm2_app_field "$name" TOPOLOGY)
+    [ "${started:-single}" = "${TOPOLOGY:-single}" ] ||
+      die "$name runs in TOPOLOGY=${started:-single}: \`make down\` first, then \`make up TOPOLOGY=${TOPOLOGY:-single}\`"
+  done
+}
+
 # pm2_start_apps NAME...: start the named apps of config.yaml that are not online; report which.
 pm2_start_apps() {
   local name started=()
   for name in "$@"; do
     pm2_app_online "$name" && continue
-    (cd "$ROOT" && pm2 start config.yaml --only "$name" >/dev/null)
+    # --update-env: an app PM2 already knows (stopped) starts with this environment, not the one it had.
+    (cd "$ROOT" && pm2 start config.yaml --only "$name" --update-env >/dev/null)
     started+=("$name")
   done
   if [ ${#started[@]} -gt 0 ]; then

@@ -4,6 +4,10 @@
 
 rmq_ready() { rabbitmq-diagnostics -q check_running >/dev/null 2>&1; }
 
+# rmqctl ARGS...: rabbitmqctl on the node RMQ_NODE names (a node of TOPOLOGY=ha's cluster), else on this
+# machine's own node. Vhosts, users and policies are the cluster's: any running node of it takes them.
+rmqctl() { rabbitmqctl ${RMQ_NODE:+-n "$RMQ_NODE"} "$@"; }
+
 rmq_install() { apt_install_missing rabbitmq-server; }
 
 rmq_start() {
@@ -107,9 +111,9 @@ rmq_listen_on() {
 }
 
 rmq_ensure_vhost() {
-  rabbitmqctl -q list_vhosts name | grep -qxF "$1" && return 0
+  rmqctl -q list_vhosts name | grep -qxF "$1" && return 0
   changed "creating RabbitMQ vhost $1"
-  rabbitmqctl -q add_vhost "$1" >/dev/null
+  rmqctl -q add_vhost "$1" >/dev/null
 }
 
 # rmq_ensure_user NAME PASSWORD: the password goes through stdin (never on a command line) and is
@@ -117,21 +121,21 @@ rmq_ensure_vhost() {
 # rabbitmqctl call starts an Erlang VM, seconds on a slow machine.
 rmq_ensure_user() {
   local users
-  users=$(rabbitmqctl -q list_users | cut -f1)
+  users=$(rmqctl -q list_users | cut -f1)
   if grep -qxF "$1" <<<"$users"; then
-    printf '%s' "$2" | rabbitmqctl -q change_password "$1" >/dev/null
+    printf '%s' "$2" | rmqctl -q change_password "$1" >/dev/null
   else
     changed "creating RabbitMQ user $1"
-    printf '%s' "$2" | rabbitmqctl -q add_user "$1" >/dev/null
+    printf '%s' "$2" | rmqctl -q add_user "$1" >/dev/null
   fi
   if grep -qxF guest <<<"$users"; then
     changed "removing RabbitMQ's default guest account"
-    rabbitmqctl -q delete_user guest >/dev/null
+    rmqctl -q delete_user guest >/dev/null
   fi
 }
 
 # rmq_grant USER VHOST: full rights on that vhost only.
-rmq_grant() { rabbitmqctl -q set_permissions -p "$2" "$1" '.*' '.*' '.*' >/dev/null; }
+rmq_grant() { rmqctl -q set_permissions -p "$2" "$1" '.*' '.*' '.*' >/dev/null; }
 
 # rmq_ensure_account VHOST: vhost + the user of .env with rights on it.
 rmq_ensure_account() {
@@ -146,10 +150,10 @@ rmq_ensure_account() {
 # queue's, so the limits can be changed on a running platform.
 rmq_ensure_policy() {
   local current
-  current=$(rabbitmqctl -q list_policies -p "$1" --no-table-headers 2>/dev/null | awk -F'\t' -v name="$2" '$2 == name')
+  current=$(rmqctl -q list_policies -p "$1" --no-table-headers 2>/dev/null | awk -F'\t' -v name="$2" '$2 == name')
   [ "$current" = "$1"$'\t'"$2"$'\t'"$3"$'\tqueues\t'"$4"$'\t0' ] && return 0
   changed "RabbitMQ: policy $2 on $3 in $1: $4"
-  rabbitmqctl -q set_policy -p "$1" --apply-to queues --priority 0 "$2" "$3" "$4" >/dev/null
+  rmqctl -q set_policy -p "$1" --apply-to queues --priority 0 "$2" "$3" "$4" >/dev/null
 }
 
 # rmq_bound_billing_queues VHOST: billing_queue and its dead-letter queue hold at most the lengths of .env. A full

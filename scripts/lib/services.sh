@@ -23,9 +23,22 @@ inventory_provision() {
   alembic_upgrade inventory-app
 }
 
+# broker_ensure: the topology's broker running: this machine's own RabbitMQ node, or with TOPOLOGY=ha the three
+# clustered nodes of broker-cluster.sh (sourced by whoever sets TOPOLOGY=ha), to which RMQ_NODE then points the
+# account and policy steps.
+broker_ensure() {
+  if [ "${TOPOLOGY:-single}" = ha ]; then
+    broker_cluster_up
+    RMQ_NODE=$(broker_any_running)
+    export RMQ_NODE
+  else
+    rmq_ensure_running
+  fi
+}
+
 billing_provision() {
   require_vars BILLING_DB_USER BILLING_DB_PASSWORD BILLING_DB_NAME RABBITMQ_VHOST
-  rmq_ensure_running
+  broker_ensure
   rmq_ensure_account "$RABBITMQ_VHOST"
   rmq_bound_billing_queues "$RABBITMQ_VHOST"
   pg_ensure_running

@@ -8,7 +8,7 @@ import ipaddress
 from dataclasses import dataclass
 from typing import Annotated, Literal
 
-from crud_common.settings import DatabaseSettings, RabbitSettings, Settings, part
+from crud_common.settings import DatabaseSettings, Pm2InstanceSettings, RabbitSettings, Settings, part
 from pydantic import AfterValidator, Field, model_validator
 
 
@@ -59,3 +59,10 @@ class Config:
     billing: BillingSettings = part("BILLING_")
     database: DatabaseSettings = part("BILLING_DB_")
     rabbitmq: RabbitSettings = part("RABBITMQ_")
+    pm2: Pm2InstanceSettings = part("NODE_APP_", default=Pm2InstanceSettings)
+
+    @property
+    def status_port(self) -> int:
+        """BILLING_STATUS_PORT plus the PM2 instance number: each consumer of TOPOLOGY=ha has its own (0, any
+        free port, stays 0)."""
+        return self.billing.status_port + self.pm2.instance if self.billing.status_port else 0

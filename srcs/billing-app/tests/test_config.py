@@ -47,3 +47,16 @@ def test_the_status_endpoint_is_loopback_only(host):
 @pytest.mark.parametrize("host", ["127.0.0.1", "127.0.0.2", "::1", "localhost"])
 def test_loopback_status_hosts_are_accepted(host):
     assert config_for_tests(BILLING_STATUS_HOST=host).billing.status_host == host
+
+
+@pytest.mark.parametrize(("port", "instance", "listens_on"), [("8081", None, 8081), ("8081", "0", 8081),
+                                                              ("8081", "1", 8082), ("0", "1", 0)])
+def test_each_pm2_instance_has_its_own_status_port(port, instance, listens_on):
+    # TOPOLOGY=ha runs two consumers: `pm2 scale billing_app 2` numbers them in NODE_APP_INSTANCE.
+    changes = {"BILLING_STATUS_PORT": port} | ({"NODE_APP_INSTANCE": instance} if instance is not None else {})
+    assert config_for_tests(**changes).status_port == listens_on
+
+
+def test_a_bad_pm2_instance_is_named():
+    with pytest.raises(SettingsError, match="NODE_APP_INSTANCE"):
+        config_for_tests(NODE_APP_INSTANCE="first")

@@ -51,6 +51,14 @@ class HttpServerSettings(Settings):
     threads: Annotated[int, Field(ge=1, le=256)] = 8
 
 
+class Pm2InstanceSettings(Settings):
+    """NODE_APP_INSTANCE: which of a PM2 app's instances this process is (0, 1, ...: PM2 numbers them, and `pm2
+    scale` adds more). An instance listens on its app's ports plus this number, so that the instances of one app
+    (the two consumers of TOPOLOGY=ha) never collide."""
+
+    instance: Annotated[int, Field(ge=0, le=99)] = 0
+
+
 class MetricsSettings(Settings):
     """Where an HTTP service serves its Prometheus metrics (GATEWAY_METRICS_*, INVENTORY_METRICS_*): an
     operator's address, loopback unless told otherwise, never the public port."""
@@ -149,8 +157,11 @@ def environment() -> dict[str, str]:
     return {**from_file, **os.environ}
 
 
-def part(prefix: str) -> Any:
-    """A field of a service's Config dataclass: its settings class, read under `prefix`."""
+def part(prefix: str, *, default: type[Settings] | None = None) -> Any:
+    """A field of a service's Config dataclass: its settings class, read under `prefix` (a part with a `default`
+    class may be left out when a Config is built by hand, as tests do)."""
+    if default is not None:
+        return field(default_factory=default, metadata={"prefix": prefix})
     return field(metadata={"prefix": prefix})
 
 

@@ -1,0 +1,246 @@
+"""A steady stream of orders and GETs through the gateway while, one at a time, a consumer is killed mid-stream,
+the broker node leading billing_queue is killed, and two nodes of three are stopped (a minority left), then
+brought back. Counts are exact: no order answered 200 is lost or stored twice, and every refused order is a 503;
+durations are never asserted.
+
+The clients are careful ones: each order carries its Idempotency-Key and a 503 is sent again with the same key
+until it is taken, so every order is finally answered 200 and must then be stored exactly once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import subprocess
+import threading
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+
+import psycopg2
+import pytest
+import requests
+
+from tests.system.conftest import REPO_ROOT, Platform, env
+
+log = logging.getLogger(__name__)
+BROKER = REPO_ROOT / "scripts" / "broker.sh"
+CLIENTS = 4
+# A client's pause between two orders, and before sending a refused one again.
+PACE_S = 0.01
+RETRY_AFTER_S = 0.2
+
+
+def broker(*args: str) -> str:
+    """scripts/broker.sh, as an operator types it."""
+    return subprocess.run(["bash", str(BROKER), *args], check=True, capture_output=True, text=True,
+                          timeout=300).stdout.strip()
+
+
+@dataclass
+class Attempt:
+    at: float
+    key: str
+    status: int | str  # an HTTP status, or the name of the exception when the gateway did not answer
+
+
+@dataclass
+class OrderStream:
+    """CLIENTS threads placing orders through the gateway, and one reading a movie, until stopped."""
+
+    platform: Platform
+    movie_url: str
+    attempts: list[Attempt] = field(default_factory=list)
+    accepted: dict[str, str] = field(default_factory=dict)  # Idempotency-Key -> message id of its 200
+    user_ids: dict[str, int] = field(default_factory=dict)
+    reads: Counter = field(default_factory=Counter)
+    _running: threading.Event = field(default_factory=threading.Event)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _threads: list[threading.Thread] = field(default_factory=list)
+
+    def __enter__(self) -> OrderStream:
+        self._running.set()
+        self._threads = [threading.Thread(target=self._client, daemon=True) for _ in range(CLIENTS)]
+        self._threads.append(threading.Thread(target=self._reader, daemon=True))
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._running.clear()
+        for thread in self._threads:
+            thread.join(timeout=120)
+
+    def _client(self) -> None:
+        session = requests.Session()
+        while self._running.is_set():
+            key, user_id = f"ha-{uuid.uuid4().hex}", random.randrange(10**15, 10**16)
+            with self._lock:
+                self.user_ids[key] = user_id
+            self._place(session, key, {"user_id": user_id, "number_of_items": 1, "total_amount": "9.99"})
+            time.sleep(PACE_S)
+
+    def _place(self, session: requests.Session, key: str, order: dict) -> None:
+        # Sent again while refused; after the stream stopped, for as long as it takes the broker to be back.
+        deadline = None
+        while True:
+            try:
+                response = session.post(f"{self.platform.gateway}/api/billing/", json=order,
+                                        headers={"Idempotency-Key": key}, timeout=15)
+                status: int | str = response.status_code
+            except requests.RequestException as exc:
+                status = type(exc).__name__
+            with self._lock:
+                self.attempts.append(Attempt(time.monotonic(), key, status))
+                if status == 200:
+                    self.accepted[key] = response.json()["message_id"]
+            if status != 503:
+                return
+            if not self._running.is_set():
+                deadline = deadline or time.monotonic() + 90
+                if time.monotonic() > deadline:
+                    return
+            time.sleep(RETRY_AFTER_S)
+
+    def _reader(self) -> None:
+        session = requests.Session()
+        while self._running.is_set():
+            try:
+                status: int | str = session.get(self.movie_url, timeout=15).status_code
+            except requests.RequestException as exc:
+                status = type(exc).__name__
+            with self._lock:
+                self.reads[status] += 1
+            time.sleep(PACE_S)
+
+    def statuses(self, since: float = 0.0, until: float = float("inf")) -> Counter:
+        with self._lock:
+            return Counter(a.status for a in self.attempts if since <= a.at < until)
+
+
+def orders_db():
+    return psycopg2.connect(host=env("BILLING_DB_HOST"), port=env("BILLING_DB_PORT"), dbname=env("BILLING_DB_NAME"),
+                            user=env("BILLING_DB_USER"), password=env("BILLING_DB_PASSWORD"), connect_timeout=5)
+
+
+def stored(stream: OrderStream) -> tuple[Counter, int]:
+    """(rows per message id of the accepted orders, rows of any order of this stream's users)."""
+    with orders_db() as connection, connection.cursor() as cursor:
+        cursor.execute("SELECT message_id, count(*) FROM orders WHERE message_id = ANY(%s) GROUP BY message_id",
+                       (list(stream.accepted.values()),))
+        per_id = Counter(dict(cursor.fetchall()))
+        cursor.execute("SELECT count(*) FROM orders WHERE user_id = ANY(%s)", (list(stream.user_ids.values()),))
+        return per_id, cursor.fetchone()[0]
+
+
+def assert_every_order_stored_once(stream: OrderStream) -> None:
+    placed = set(stream.user_ids)
+    assert set(stream.accepted) == placed, f"{len(placed - set(stream.accepted))} orders never taken"
+    deadline = time.monotonic() + 120
+    while True:
+        per_id, rows = stored(stream)
+        if len(per_id) == len(stream.accepted) or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    lost = set(stream.accepted.values()) - set(per_id)
+    assert not lost, f"{len(lost)} orders answered 200 and not stored"
+    assert set(per_id.values()) == {1} and rows == len(stream.accepted), "an order stored twice"
+
+
+def assert_only_200_and_503(stream: OrderStream) -> None:
+    statuses = stream.statuses()
+    log.info("%d orders, %d attempts: %s; GETs: %s", len(stream.user_ids), sum(statuses.values()), dict(statuses),
+             dict(stream.reads))
+    assert set(statuses) <= {200, 503}, statuses
+    assert set(stream.reads) == {200}, stream.reads
+
+
+def leader() -> int:
+    return int(broker("leader", env("RABBITMQ_VHOST")))
+
+
+def replicas() -> set[str]:
+    answer = subprocess.run(["rabbitmqctl", "-n", "crud-broker-1@localhost", "-q", "list_queues", "-p",
+                             env("RABBITMQ_VHOST"), "name", "members", "--formatter", "json"],
+                            check=True, capture_output=True, text=True, timeout=120).stdout
+    return set(next(q["members"] for q in json.loads(answer) if q["name"] == env("RABBITMQ_QUEUE")))
+
+
+def consumer_pids(platform: Platform) -> list[int]:
+    apps = json.loads(platform.pm2("jlist"))
+    return [app["pid"] for app in apps if app["name"] == "billing_app" and app["pm2_env"]["status"] == "online"]
+
+
+@pytest.fixture(scope="module")
+def movie_url(platform: Platform) -> str:
+    response = requests.post(f"{platform.gateway}/api/movies/", json={"title": "Chaos", "description": "A test"},
+                             timeout=15)
+    assert response.status_code == 200, response.text
+    return f"{platform.gateway}/api/movies/{response.json()['id']}"
+
+
+@pytest.fixture(autouse=True)
+def whole_cluster():
+    """Every test leaves the three nodes up and billing_queue replicated on each (test.sh starts them so)."""
+    yield
+    broker("up")
+    deadline = time.monotonic() + 60
+    while len(replicas()) < 3 and time.monotonic() < deadline:
+        time.sleep(1)
+    assert len(replicas()) == 3
+
+
+def test_two_consumers_compete_and_a_killed_one_loses_and_doubles_nothing(platform, movie_url):
+    assert len(consumer_pids(platform)) == 2
+    with OrderStream(platform, movie_url) as stream:
+        time.sleep(3)
+        # Under a steady stream a consumer always holds deliveries not yet acked (its batch, its prefetch).
+        victim = random.choice(consumer_pids(platform))
+        subprocess.run(["kill", "-KILL", str(victim)], check=True)
+        time.sleep(3)
+    assert_only_200_and_503(stream)
+    assert_every_order_stored_once(stream)
+    # PM2 started the killed consumer again: two compete once more.
+    deadline = time.monotonic() + 60
+    while (len(pids := consumer_pids(platform)) != 2 or victim in pids) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert len(pids) == 2 and victim not in pids
+
+
+def test_the_leader_killed_loses_nothing_and_refuses_at_most_one_order_in_a_hundred(platform, movie_url):
+    with OrderStream(platform, movie_url) as stream:
+        time.sleep(3)
+        killed = leader()
+        broker("kill", str(killed))
+        # One node of three down: the two others elect a new leader and go on.
+        time.sleep(6)
+        assert leader() != killed
+        broker("start", str(killed))
+        time.sleep(2)
+    assert_only_200_and_503(stream)
+    statuses = stream.statuses()
+    assert statuses[503] <= 0.01 * sum(statuses.values()), statuses
+    assert_every_order_stored_once(stream)
+
+
+def test_a_minority_refuses_every_order_with_503_and_loses_none(platform, movie_url):
+    with OrderStream(platform, movie_url) as stream:
+        time.sleep(2)
+        leading = leader()
+        stopped = [leading, next(node for node in (1, 2, 3) if node != leading)]
+        for node in stopped:
+            broker("stop", str(node))
+        minority_since = time.monotonic()
+        time.sleep(8)
+        minority_until = time.monotonic()
+        for node in stopped:
+            broker("start", str(node))
+        time.sleep(3)
+    assert_only_200_and_503(stream)
+    # One node of three cannot confirm anything: what was sent in that time was refused, then taken once the
+    # majority was back (the clients sent it again).
+    assert stream.statuses(minority_since, minority_until)[503] > 0
+    assert stream.statuses(minority_since + 1, minority_until)[200] == 0
+    assert_every_order_stored_once(stream)
