@@ -97,7 +97,9 @@ test_system() {
 # them) and two consumers, then the chaos tests (tests/ha), which kill and stop nodes and consumers.
 test_ha() {
   test_instance_settings
-  export TOPOLOGY=ha
+  require_vars TEST_HA_GATEWAY_PORT TEST_HA_INVENTORY_PORT TEST_HA_GATEWAY_METRICS_PORT TEST_HA_INVENTORY_METRICS_PORT
+  export TOPOLOGY=ha HA_GATEWAY_PORT=$TEST_HA_GATEWAY_PORT HA_INVENTORY_PORT=$TEST_HA_INVENTORY_PORT
+  export HA_GATEWAY_METRICS_PORT=$TEST_HA_GATEWAY_METRICS_PORT HA_INVENTORY_METRICS_PORT=$TEST_HA_INVENTORY_METRICS_PORT
   pm2_install
   venv_ensure "$ROOT/tests"
   pm2 kill >/dev/null 2>&1 || true

@@ -14,6 +14,8 @@ require_root
 load_env
 require_vars GATEWAY_HOST GATEWAY_PORT
 apt_install_missing curl ca-certificates
+# Where clients reach the platform, in either topology.
+gateway=http://$GATEWAY_HOST:$GATEWAY_PORT
 
 export TOPOLOGY=${TOPOLOGY:-single}
 case $TOPOLOGY in
@@ -23,10 +25,19 @@ case $TOPOLOGY in
     rmq_listen_on 127.0.0.1
     ;;
   ha)
-    require_vars HA_BROKER_PORTS
+    require_vars HA_BROKER_PORTS HA_GATEWAY_PORT HA_INVENTORY_PORT HA_GATEWAY_METRICS_PORT HA_INVENTORY_METRICS_PORT \
+      INVENTORY_HOST INVENTORY_PORT
     # The services reach every node; each starts at one of its own and fails over to the others.
     RABBITMQ_HOST=$(broker_addresses)
-    export RABBITMQ_HOST
+    # The balancer takes the addresses clients and the gateways know (GATEWAY_PORT, INVENTORY_URL); the
+    # instances behind it listen on the HA ports plus their PM2 instance number, the gateways' fronts told by
+    # the PROXY protocol who each client is.
+    export RABBITMQ_HOST LB_GATEWAY_HOST=$GATEWAY_HOST LB_GATEWAY_PORT=$GATEWAY_PORT \
+      LB_INVENTORY_HOST=$INVENTORY_HOST LB_INVENTORY_PORT=$INVENTORY_PORT HA_INSTANCES=2 \
+      GATEWAY_PORT=$HA_GATEWAY_PORT INVENTORY_PORT=$HA_INVENTORY_PORT GATEWAY_METRICS_PORT=$HA_GATEWAY_METRICS_PORT \
+      INVENTORY_METRICS_PORT=$HA_INVENTORY_METRICS_PORT GATEWAY_BEHIND_PROXY_PROTOCOL=true
+    apt_install_missing haproxy
+    haproxy_service_off
     ;;
   *) die "TOPOLOGY is single (the default) or ha, not '$TOPOLOGY'" ;;
 esac
@@ -35,11 +46,14 @@ billing_provision
 gateway_provision
 pm2_install
 pm2_daemon_ensure
-pm2_same_topology inventory_app billing_app api_gateway api_gateway_front
+pm2_same_topology inventory_app billing_app api_gateway api_gateway_front load_balancer
 pm2_start_apps inventory_app billing_app api_gateway api_gateway_front
-if [ "$TOPOLOGY" = ha ]; then pm2_scale billing_app 2; else pm2_scale billing_app 1; fi
+# Two of each behind the balancer with TOPOLOGY=ha (each application before its front), one otherwise.
+instances=1
+if [ "$TOPOLOGY" = ha ]; then instances=2; fi
+for app in inventory_app billing_app api_gateway api_gateway_front; do pm2_scale "$app" "$instances"; done
+if [ "$TOPOLOGY" = ha ]; then pm2_start_apps load_balancer; fi
 
-gateway=http://$GATEWAY_HOST:$GATEWAY_PORT
 wait_until 90 "the gateway to report every dependency up ($gateway/health)" curl -fsS -o /dev/null "$gateway/health"
 
 if [ ${#CHANGES[@]} -eq 0 ]; then

@@ -67,3 +67,17 @@ nginx_service_off() {
     nginx -s quit
   fi
 }
+
+# TOPOLOGY=ha's balancer is PM2's load_balancer app: the distribution's own HAProxy service stays off.
+haproxy_service_off() {
+  if has_systemd; then
+    if systemctl is-enabled -q haproxy 2>/dev/null || systemctl is-active -q haproxy 2>/dev/null; then
+      changed "haproxy: the distribution's own service off (PM2's load_balancer runs its own)"
+      systemctl disable -q --now haproxy
+    fi
+  elif [ -f /run/haproxy.pid ] && kill -0 "$(cat /run/haproxy.pid)" 2>/dev/null; then
+    changed "haproxy: the distribution's own service stopped (PM2's load_balancer runs its own)"
+    kill "$(cat /run/haproxy.pid)"
+  fi
+}
+

@@ -112,6 +112,8 @@ def main() -> None:
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"
     runtime = front_dir(config)
     runtime.mkdir(parents=True, exist_ok=True)
+    # A front that was killed (SIGKILL: no cleanup) left its backup socket behind: nginx would not bind it again.
+    (runtime / "restarting.sock").unlink(missing_ok=True)
     conf = runtime / "nginx.conf"
     conf.write_text(render(config))
     command = [nginx, "-c", str(conf), "-p", str(runtime)]

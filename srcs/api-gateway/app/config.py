@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
-from crud_common.settings import HttpServerSettings, MetricsSettings, RabbitSettings, Settings, part
+from crud_common.settings import HttpServerSettings, MetricsSettings, Pm2InstanceSettings, RabbitSettings, Settings, part
 from pydantic import AfterValidator, Field, FilePath, SecretStr, field_validator
 from pydantic_settings import NoDecode
 
@@ -47,6 +47,9 @@ class GatewaySettings(HttpServerSettings):
     # shared by every nginx worker); far above what the audit or the Postman collection send.
     rate_limit_per_s: Annotated[int, Field(ge=1, le=1_000_000)] = 500
     rate_limit_burst: Annotated[int, Field(ge=0, le=1_000_000)] = 1000
+    # Behind a load balancer (TOPOLOGY=ha: HAProxy) that opens each connection with the PROXY protocol header: the
+    # client's address is taken from it, so the per-client limits count clients, not the balancer.
+    behind_proxy_protocol: bool = False
     # Where the application's unix socket and the front's runtime files live (one pair per GATEWAY_PORT).
     runtime_dir: Path = Path("/run/crud-master")
     # Keys a request that changes state (POST, PUT, DELETE) must carry, comma-separated; none: no key needed.
@@ -80,3 +83,10 @@ class Config:
     metrics: MetricsSettings = part("GATEWAY_METRICS_")
     inventory: InventorySettings = part("INVENTORY_")
     rabbitmq: RabbitSettings = part("RABBITMQ_")
+    pm2: Pm2InstanceSettings = part("NODE_APP_", default=Pm2InstanceSettings)
+
+    def __post_init__(self) -> None:
+        # Instance n of the gateway under PM2 (TOPOLOGY=ha runs two behind HAProxy) listens on each of its ports
+        # plus n: its front and its application agree on both, and so on their socket (app_socket).
+        object.__setattr__(self, "gateway", self.pm2.shift(self.gateway))
+        object.__setattr__(self, "metrics", self.pm2.shift(self.metrics))

@@ -101,7 +101,8 @@ http {{
     }}
 
     server {{
-        listen {host}:{port} backlog=4096;
+        listen {host}:{port} backlog=4096{proxy_protocol};
+{real_ip}
         limit_conn per_client_connections {max_connections};
         limit_conn_status 429;
         limit_req zone=per_client_requests burst={burst} nodelay;
@@ -164,7 +165,11 @@ def render(config: Config) -> str:
             f"            return {_ANSWERED_AS.get(status, status)} '{_error_body(code, text)}';\n"
             f"        }}"
         )
+    # Only the balancer on this machine may say where a connection comes from.
+    real_ip = ("        set_real_ip_from 127.0.0.1;\n        real_ip_header proxy_protocol;"
+               if gateway.behind_proxy_protocol else "")
     return _TEMPLATE.format(
+        proxy_protocol=" proxy_protocol" if gateway.behind_proxy_protocol else "", real_ip=real_ip,
         runtime=runtime, host=gateway.host, port=gateway.port, app_socket=gateway.app_socket,
         header_timeout=gateway.client_header_timeout_s, body_timeout=gateway.client_body_timeout_s,
         max_body=gateway.max_body_bytes, field_bytes=MAX_HEADER_FIELD_BYTES,

@@ -3,6 +3,7 @@ own venv (on the inventory's test database, never movies_db)."""
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -48,6 +49,14 @@ def migrate_inventory_test_database() -> None:
     assert result.returncode == 0, f"the inventory's migrations failed:\n{result.stdout}{result.stderr}"
 
 
+def accepts_connections(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return True
+    except OSError:
+        return False
+
+
 class GatewayProcesses:
     """The gateway as PM2 runs it: its application (server.py, gunicorn on a unix socket) and its front (front.py,
     nginx on GATEWAY_PORT), each its own process; `output` holds both logs once they stopped."""
@@ -58,7 +67,10 @@ class GatewayProcesses:
         self.base = f"http://127.0.0.1:{self.port}"
         self.application = Served(SERVICE_DIR, sys.executable, environ, self.port,
                                   ready=self.config.gateway.app_socket.exists)
-        self.front = Served(SERVICE_DIR, sys.executable, environ, self.port, "/openapi.yaml", script="front.py")
+        # Behind the balancer the front answers only connections that open with the PROXY protocol header.
+        listening = (lambda: accepts_connections(self.port)) if self.config.gateway.behind_proxy_protocol else None
+        self.front = Served(SERVICE_DIR, sys.executable, environ, self.port, "/openapi.yaml", script="front.py",
+                            ready=listening)
         self.output = ""
 
     def __enter__(self) -> GatewayProcesses:

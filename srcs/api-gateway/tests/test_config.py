@@ -24,3 +24,13 @@ def test_every_problem_is_named():
     for expected in ("GATEWAY_WORKERS='0'", "GATEWAY_AMQP_TIMEOUT_S='soon'", "INVENTORY_URL='localhost:8080'",
                      "RABBITMQ_QUEUE='bad queue'", "RABBITMQ_USER is not set", "GATEWAY_OPENAPI_FILE='/nowhere.yaml'"):
         assert expected in message
+
+
+@pytest.mark.parametrize(("instance", "shift"), [(None, 0), ("1", 1)])
+def test_each_pm2_instance_listens_on_the_gateway_s_ports_plus_its_number(instance, shift):
+    # TOPOLOGY=ha: two gateways behind HAProxy; each front finds its own application by the socket named after
+    # its port, since both are shifted alike.
+    changes = {"GATEWAY_PORT": "3001", "GATEWAY_METRICS_PORT": "9111"}
+    config = config_for_tests(**changes, **({"NODE_APP_INSTANCE": instance} if instance else {}))
+    assert (config.gateway.port, config.metrics.port) == (3001 + shift, 9111 + shift)
+    assert config.gateway.app_socket.name == f"gateway-{3001 + shift}.sock"

@@ -279,3 +279,34 @@ def test_a_stopping_listener_lets_a_handshake_under_way_complete():
     finally:
         nginx_copy.close()
         client.close()
+
+
+def proxied(port: int, client: str, requests_bytes: bytes) -> list[int]:
+    """Statuses of the requests sent on one connection that the balancer opened for `client` (PROXY protocol)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(f"PROXY TCP4 {client} 127.0.0.1 40000 {port}\r\n".encode() + requests_bytes)
+        reader = sock.makefile("rb")
+        statuses = []
+        while status_line := reader.readline():
+            statuses.append(int(status_line.split()[1]))
+            length = 0
+            while (line := reader.readline().decode("latin-1").strip()):
+                name, _, value = line.partition(": ")
+                length = int(value) if name.lower() == "content-length" else length
+            reader.read(length)
+            if len(statuses) == requests_bytes.count(b"HTTP/1.1"):
+                break
+    return statuses
+
+
+def test_behind_the_balancer_each_client_is_limited_by_its_own_address(inventory):
+    # TOPOLOGY=ha: HAProxy opens every connection with the PROXY protocol header naming the client.
+    with front(INVENTORY_URL=inventory.url, GATEWAY_BEHIND_PROXY_PROTOCOL="true", GATEWAY_RATE_LIMIT_PER_S="2",
+               GATEWAY_RATE_LIMIT_BURST="3") as served:
+        first = proxied(served.port, "10.0.0.1", b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n" * 10)
+        assert first[:3] == [200] * 3 and 429 in first, first
+        # Another client, through the same balancer at the same moment, has its own bucket.
+        assert proxied(served.port, "10.0.0.2", b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n") == [200]
+        # A connection that does not come through the balancer is not served.
+        with pytest.raises(requests.ConnectionError):
+            requests.get(f"{served.base}/health", timeout=5)

@@ -34,6 +34,7 @@ Port = Annotated[int, Field(ge=1, le=65535)]
 QueueName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]{1,200}$")]
 
 Config = TypeVar("Config")
+ListenerT = TypeVar("ListenerT", bound=BaseSettings)
 
 
 class Settings(BaseSettings):
@@ -57,6 +58,10 @@ class Pm2InstanceSettings(Settings):
     (the two consumers of TOPOLOGY=ha) never collide."""
 
     instance: Annotated[int, Field(ge=0, le=99)] = 0
+
+    def shift(self, listener: ListenerT) -> ListenerT:
+        """`listener` (settings with a `port`) as this instance has it: its port plus the instance number."""
+        return listener.model_copy(update={"port": listener.port + self.instance}) if self.instance else listener
 
 
 class MetricsSettings(Settings):

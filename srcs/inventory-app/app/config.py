@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from crud_common.settings import DatabaseSettings, HttpServerSettings, MetricsSettings, part
+from crud_common.settings import DatabaseSettings, HttpServerSettings, MetricsSettings, Pm2InstanceSettings, part
 
 
 @dataclass(frozen=True)
@@ -14,6 +14,12 @@ class Config:
     server: HttpServerSettings = part("INVENTORY_")
     database: DatabaseSettings = part("INVENTORY_DB_")
     metrics: MetricsSettings = part("INVENTORY_METRICS_")
+    pm2: Pm2InstanceSettings = part("NODE_APP_", default=Pm2InstanceSettings)
+
+    def __post_init__(self) -> None:
+        # Instance n of the app under PM2 (TOPOLOGY=ha runs two) listens on each of the app's ports plus n.
+        object.__setattr__(self, "server", self.pm2.shift(self.server))
+        object.__setattr__(self, "metrics", self.pm2.shift(self.metrics))
     # Bounded waits, so that a dead or slow database turns into a quick 503, never a hung request.
     db_connect_timeout_s: int = 3
     db_statement_timeout_ms: int = 5000

@@ -21,3 +21,11 @@ def test_every_missing_or_bad_setting_is_named():
     assert "INVENTORY_DB_PASSWORD is not set" in message
     assert "INVENTORY_PORT='http'" in message
     assert "INVENTORY_THREADS='0'" in message
+
+
+@pytest.mark.parametrize(("instance", "shift"), [(None, 0), ("0", 0), ("1", 1)])
+def test_each_pm2_instance_listens_on_the_app_s_ports_plus_its_number(instance, shift):
+    # TOPOLOGY=ha: `pm2 scale inventory_app 2` numbers the instances in NODE_APP_INSTANCE.
+    changes = {"INVENTORY_PORT": "8090", "INVENTORY_METRICS_PORT": "9121"}
+    config = config_for_tests(**changes, **({"NODE_APP_INSTANCE": instance} if instance else {}))
+    assert (config.server.port, config.metrics.port) == (8090 + shift, 9121 + shift)

@@ -1,6 +1,6 @@
-"""A steady stream of orders and GETs through the gateway while, one at a time, a consumer is killed mid-stream,
-the broker node leading billing_queue is killed, and two nodes of three are stopped (a minority left), then
-brought back. Counts are exact: no order answered 200 is lost or stored twice, and every refused order is a 503;
+"""A steady stream of orders and GETs through the load balancer while, one at a time, a consumer, an inventory
+instance and a gateway instance are killed, the broker node leading billing_queue is killed, and two nodes of
+three are stopped (a minority left), then brought back. Counts are exact: no order answered 200 is lost or stored twice, and every refused order is a 503;
 durations are never asserted.
 
 The clients are careful ones: each order carries its Idempotency-Key and a 503 is sent again with the same key
@@ -18,6 +18,7 @@ import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import psycopg2
 import pytest
@@ -92,6 +93,7 @@ class OrderStream:
                 status: int | str = response.status_code
             except requests.RequestException as exc:
                 status = type(exc).__name__
+                log.warning("order %s: no answer: %s", key, exc)
             with self._lock:
                 self.attempts.append(Attempt(time.monotonic(), key, status))
                 if status == 200:
@@ -168,9 +170,44 @@ def replicas() -> set[str]:
     return set(next(q["members"] for q in json.loads(answer) if q["name"] == env("RABBITMQ_QUEUE")))
 
 
+def instances(platform: Platform, app: str) -> dict[int, int]:
+    """PID of each online instance of a PM2 app, by its instance number (NODE_APP_INSTANCE)."""
+    return {entry["pm2_env"]["NODE_APP_INSTANCE"]: entry["pid"] for entry in json.loads(platform.pm2("jlist"))
+            if entry["name"] == app and entry["pm2_env"]["status"] == "online"}
+
+
 def consumer_pids(platform: Platform) -> list[int]:
-    apps = json.loads(platform.pm2("jlist"))
-    return [app["pid"] for app in apps if app["name"] == "billing_app" and app["pm2_env"]["status"] == "online"]
+    return list(instances(platform, "billing_app").values())
+
+
+def process_tree(pid: int) -> list[int]:
+    """`pid` and every process below it (a gunicorn master's workers, the front's nginx)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    tree, todo = [], [pid]
+    while todo:
+        tree.append(current := todo.pop())
+        todo += children.get(current, [])
+    return tree
+
+
+def kill_instance(platform: Platform, app: str, instance: int) -> int:
+    """SIGKILL to instance `instance` of `app` and everything below it, as a crash of its machine would; its PID."""
+    pid = instances(platform, app)[instance]
+    subprocess.run(["kill", "-KILL", *map(str, process_tree(pid))], check=False)
+    return pid
+
+
+def wait_until_back(platform: Platform, app: str, killed: int) -> None:
+    deadline = time.monotonic() + 60
+    while (len(pids := instances(platform, app)) != 2 or killed in pids.values()) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert len(pids) == 2 and killed not in pids.values(), f"PM2 did not start {app} again: {pids}"
 
 
 @pytest.fixture(scope="module")
@@ -203,10 +240,34 @@ def test_two_consumers_compete_and_a_killed_one_loses_and_doubles_nothing(platfo
     assert_only_200_and_503(stream)
     assert_every_order_stored_once(stream)
     # PM2 started the killed consumer again: two compete once more.
-    deadline = time.monotonic() + 60
-    while (len(pids := consumer_pids(platform)) != 2 or victim in pids) and time.monotonic() < deadline:
-        time.sleep(0.5)
-    assert len(pids) == 2 and victim not in pids
+    wait_until_back(platform, "billing_app", victim)
+
+
+def test_an_inventory_instance_killed_fails_no_get(platform, movie_url):
+    # HAProxy sends a GET whose instance died under it to the other one, and new ones only there.
+    with OrderStream(platform, movie_url) as stream:
+        time.sleep(2)
+        killed = kill_instance(platform, "inventory_app", random.choice([0, 1]))
+        time.sleep(5)
+    assert_only_200_and_503(stream)  # every GET among them a 200
+    assert_every_order_stored_once(stream)
+    wait_until_back(platform, "inventory_app", killed)
+
+
+def test_a_gateway_instance_killed_fails_no_get_and_refuses_orders_only_with_503(platform, movie_url):
+    # Its front (nginx) and its application together; HAProxy sends what was in flight on it elsewhere when
+    # that is safe (a GET), answers 503 when it is not (an order that may have been placed: sent again with its
+    # key), and sends the rest to the other gateway until PM2 has this one back.
+    instance = random.choice([0, 1])
+    with OrderStream(platform, movie_url) as stream:
+        time.sleep(2)
+        killed_front = kill_instance(platform, "api_gateway_front", instance)
+        killed_application = kill_instance(platform, "api_gateway", instance)
+        time.sleep(5)
+    assert_only_200_and_503(stream)
+    assert_every_order_stored_once(stream)
+    wait_until_back(platform, "api_gateway_front", killed_front)
+    wait_until_back(platform, "api_gateway", killed_application)
 
 
 def test_the_leader_killed_loses_nothing_and_refuses_at_most_one_order_in_a_hundred(platform, movie_url):
