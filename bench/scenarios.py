@@ -356,16 +356,27 @@ def billing_drain(settings: Settings, round_no: int, log_dir: Path) -> dict[str,
             return stack.close
 
         baseline = _drain(settings, db, f"bench-baseline-r{round_no}", BASELINE_BACKLOG, start_baseline)
+
+        # TOPOLOGY=ha's two consumers competing on the queue (pm2 scale, as make up TOPOLOGY=ha does), on the same
+        # broker and database: what a second consumer adds on this machine.
+        def start_two_consumers():
+            pm2(settings, "start", "billing_app")
+            pm2(settings, "scale", "billing_app", "2")
+            return lambda: pm2(settings, "scale", "billing_app", "1")
+
+        two = _drain(settings, db, f"bench-drain2-r{round_no}", DRAIN_BACKLOG, start_two_consumers)
     finally:
         if pm2_status(settings, "billing_app") != "online":
             pm2(settings, "start", "billing_app")
         db.close()
-    log.info("  drain billing_app %6.0f orders/s (%d in %.1f s) | one per commit %6.0f orders/s (%d in %.1f s)",
-             batched["rate"], DRAIN_BACKLOG, batched["wall"], baseline["rate"], BASELINE_BACKLOG, baseline["wall"])
+    log.info("  drain billing_app %6.0f orders/s (%d in %.1f s) | one per commit %6.0f orders/s (%d in %.1f s) "
+             "| two billing_app %6.0f orders/s", batched["rate"], DRAIN_BACKLOG, batched["wall"], baseline["rate"],
+             BASELINE_BACKLOG, baseline["wall"], two["rate"])
     return {
         "drain_rps": batched["rate"], "drain_wall_s": batched["wall"],
-        "drain_lost": batched["lost"], "drain_duplicates": batched["duplicates"],
+        "drain_lost": batched["lost"] + two["lost"], "drain_duplicates": batched["duplicates"] + two["duplicates"],
         "baseline_drain_rps": baseline["rate"], "baseline_drain_wall_s": baseline["wall"],
+        "drain_two_consumers_rps": two["rate"],
     }
 
 

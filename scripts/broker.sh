@@ -21,11 +21,14 @@ node_index() {
 }
 
 case ${1-} in
+  start | stop | kill) node=$(node_index "${2-}") ;;
+esac
+case ${1-} in
   up) broker_cluster_up ;;
   down) broker_cluster_down ;;
-  start) broker_start "$(node_index "${2-}")"; broker_await "$2" ;;
-  stop) broker_stop "$(node_index "${2-}")" ;;
-  kill) broker_kill "$(node_index "${2-}")" ;;
+  start) broker_start "$node"; broker_await "$node" ;;
+  stop) broker_stop "$node" ;;
+  kill) broker_kill "$node" ;;
   leader) [ -n "${2-}" ] || die "usage: broker.sh leader VHOST"; broker_leader "$2" "$RABBITMQ_QUEUE" ;;
   status) rabbitmqctl -n "$(broker_any_running)" cluster_status ;;
   *) die "usage: broker.sh up|down|status|start I|stop I|kill I|leader VHOST" ;;

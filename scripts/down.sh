@@ -12,4 +12,4 @@ if ! command -v pm2 >/dev/null || ! pm2_daemon_pid >/dev/null; then
 fi
 (cd "$ROOT" && pm2 stop config.yaml >/dev/null)
 pm2 save --force >/dev/null
-log "stopped api_gateway_front, api_gateway, inventory_app and billing_app (data kept; make up starts them again)"
+log "stopped api_gateway_front, api_gateway, inventory_app, billing_app (and load_balancer with TOPOLOGY=ha): data kept; make up starts them again"

@@ -18,6 +18,29 @@ apt_install_missing curl ca-certificates
 gateway=http://$GATEWAY_HOST:$GATEWAY_PORT
 
 export TOPOLOGY=${TOPOLOGY:-single}
+
+# queued_orders TOPOLOGY: the orders waiting in billing_queue on that topology's broker (fails when it is away).
+queued_orders() {
+  local node=
+  if [ "$1" = ha ]; then node=$(broker_any_running) || return 1; fi
+  RMQ_NODE=$node rmqctl -q list_queues -p "$RABBITMQ_VHOST" name messages --no-table-headers 2>/dev/null |
+    awk -F'\t' -v queue="$RABBITMQ_QUEUE" '$1 == queue { found = 1; print $2 } END { exit !found }'
+}
+
+# Before anything is installed or started: the apps keep the broker they were started with, so a platform of
+# another topology must be stopped first (`make down`), and its broker must have no order left to store: the
+# two topologies' brokers are different ones, and what waits on the old one would wait for ever.
+if command -v pm2 >/dev/null && pm2_daemon_pid >/dev/null; then
+  pm2_same_topology inventory_app billing_app api_gateway api_gateway_front load_balancer
+  previous=$(pm2_app_field billing_app TOPOLOGY)
+  if [ -n "$previous" ] && [ "$previous" != "$TOPOLOGY" ]; then
+    waiting=$(queued_orders "$previous") ||
+      die "the platform ran with TOPOLOGY=$previous, whose broker is away: \`make up TOPOLOGY=$previous\` first, so that its consumers store what it holds"
+    [ "$waiting" = 0 ] ||
+      die "$waiting orders wait in $RABBITMQ_QUEUE on the TOPOLOGY=$previous broker: \`make up TOPOLOGY=$previous\` stores them; switch once it is empty"
+  fi
+fi
+
 case $TOPOLOGY in
   single)
     # One machine: RabbitMQ is for this machine only.
@@ -46,7 +69,6 @@ billing_provision
 gateway_provision
 pm2_install
 pm2_daemon_ensure
-pm2_same_topology inventory_app billing_app api_gateway api_gateway_front load_balancer
 pm2_start_apps inventory_app billing_app api_gateway api_gateway_front
 # Two of each behind the balancer with TOPOLOGY=ha (each application before its front), one otherwise.
 instances=1

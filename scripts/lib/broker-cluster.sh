@@ -38,17 +38,23 @@ broker_running() { rabbitmq-diagnostics -n "$(broker_node "$1")" -q check_runnin
 broker_start() {
   local node port
   node=$(broker_node "$1") port=$(broker_port "$1")
+  [[ $port =~ ^[0-9]+$ ]] || die "HA_BROKER_PORTS: '$port' is not a port"
   broker_running "$1" && return 0
   if broker_vm_up "$1"; then
+    changed "starting the RabbitMQ application of node $node again"
     rabbitmqctl -n "$node" -q start_app >/dev/null
     return 0
   fi
   mkdir -p /etc/rabbitmq/crud-broker
-  file_ensure "$(broker_conf_file "$1")" "$(broker_conf "$1")" || true
+  if file_ensure "$(broker_conf_file "$1")" "$(broker_conf "$1")"; then
+    log "wrote $(broker_conf_file "$1")"
+  fi
   changed "starting RabbitMQ node $node (AMQP 127.0.0.1:$port)"
-  # The wrapper runs the node as the rabbitmq user and keeps these; epmd and the distribution interface come
-  # from rabbitmq-env.conf, as for the machine's own node (loopback).
+  # The wrapper runs the node as the rabbitmq user and keeps these. The node is named @localhost, so epmd and its
+  # distribution port are on 127.0.0.1 whatever the machine's own node has (rabbitmq-env.conf follows the host
+  # name, which may resolve to 127.0.1.1).
   RABBITMQ_NODENAME=$node RABBITMQ_CONFIG_FILE=$(broker_conf_file "$1") RABBITMQ_DIST_PORT=$((port + 20000)) \
+    RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}" ERL_EPMD_ADDRESS=127.0.0.1 \
     rabbitmq-server -detached
 }
 
@@ -69,24 +75,33 @@ broker_stop() {
 broker_kill() {
   local pid
   pid=$(cat "$(broker_pid_file "$1")" 2>/dev/null) || die "node $(broker_node "$1") has no pid file"
+  # A pid file left by a node killed before may name another process by now.
+  tr '\0' '\n' <"/proc/$pid/environ" 2>/dev/null | grep -qx "RABBITMQ_NODENAME=$(broker_node "$1")" ||
+    die "node $(broker_node "$1") is not running (pid $pid is not it)"
   log "killing RabbitMQ node $(broker_node "$1") (pid $pid) with SIGKILL"
   kill -KILL "$pid"
 }
 
 # broker_running_nodes: how many nodes node I sees running in its cluster.
 broker_running_nodes() { rabbitmqctl -n "$(broker_node "$1")" -q eval 'length(rabbit_nodes:all_running()).'; }
+broker_clustered() { [ "$(broker_running_nodes 1)" = "$(broker_count)" ]; }
+
+# broker_cluster_exists: the nodes have data: they were clustered before.
+broker_cluster_exists() { [ -d "/var/lib/rabbitmq/mnesia/$(broker_node 1)" ]; }
 
 # broker_cluster_up: every node running and clustered. On a new machine node 1 starts first, and the others join
-# it as they boot; a cluster that exists already just has its stopped nodes started again.
+# it as they boot. A cluster that exists has all its stopped nodes started at once: a node that was not the last
+# to stop waits at boot for one that was, whichever that is.
 broker_cluster_up() {
-  local i count
+  local i
   rmq_install
-  broker_start 1
-  broker_await 1
+  if ! broker_cluster_exists; then
+    broker_start 1
+    broker_await 1
+  fi
   for i in $(broker_indexes); do broker_start "$i"; done
   for i in $(broker_indexes); do broker_await "$i"; done
-  count=$(broker_count)
-  wait_until 60 "the $count RabbitMQ nodes to form one cluster" test "$(broker_running_nodes 1)" = "$count"
+  wait_until 60 "the $(broker_count) RabbitMQ nodes to form one cluster" broker_clustered
 }
 
 broker_cluster_down() {

@@ -30,8 +30,8 @@ def main() -> None:
         log.warning("no GATEWAY_API_KEYS: anyone who reaches the gateway may change movies and place orders "
                     "(README, Security)")
     # Behind the front (front.py: nginx), on a unix socket: nginx hands over whole requests only, one connection
-    # each. Threads overlap the waits on the inventory and on broker confirms; each holds its own AMQP connection
-    # and at most one pooled HTTP connection.
+    # each. Threads overlap the waits on the inventory and on broker confirms; each holds at most one pooled HTTP
+    # connection, and hands its orders to the worker's one AMQP connection (app/publisher.py).
     config.gateway.runtime_dir.mkdir(parents=True, exist_ok=True)
     serve(config.gateway, lambda: create_app(config), name="api_gateway", keepalive=5,
           bind=f"unix:{config.gateway.app_socket}", metrics=config.metrics)

@@ -96,35 +96,56 @@ class BrokerLink:
         self._connection: pika.SelectConnection | None = None
         self._channel: Channel | None = None
         self._opening = False
+        self._openings = 0
+        self._closing = False
         # Operations waiting for the channel to be ready; those sent and not answered yet; and, of these, the
         # messages not yet confirmed, by delivery tag.
         self._waiting: deque[tuple[Callable[[Channel, Future[Any]], None], Future[Any]]] = deque()
         self._running: list[Future[Any]] = []
         self._unconfirmed: dict[int, _Unconfirmed] = {}
         self._last_tag = 0
+        self._timeout_s = timeout_s
         self._ioloop = IOLoop()
-        self._thread = threading.Thread(target=self._ioloop.start, name=f"{connection_name}-amqp", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=f"{connection_name}-amqp", daemon=True)
         self._thread.start()
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
 
     # --- from any thread ---------------------------------------------------------------------------------------
 
     def call(self, operation: Callable[[Channel, Future[Result]], None], timeout_s: float) -> Result:
         """Run `operation(channel, future)` in the I/O thread once the channel is ready, and return what it
         puts in the future; raise what it puts there, or FutureTimeout after `timeout_s`."""
+        if not self.alive:
+            raise _ConnectionLost("the AMQP I/O thread has stopped")
         future: Future[Result] = Future()
         self._ioloop.add_callback_threadsafe(lambda: self._submit(operation, future))
         try:
             return future.result(timeout=max(timeout_s, 0.0))
         except FutureTimeout:
-            future.cancel()  # still waiting for a channel: it is never sent
+            if not future.cancel() and future.done():  # answered in the very last moment
+                return future.result(timeout=0)
             raise
 
     def close(self) -> None:
         """Close the connection and stop the I/O thread (a worker's end, a test's)."""
-        self._ioloop.add_callback_threadsafe(self._shut_down)
-        self._thread.join(timeout=5)
+        if self.alive:
+            self._ioloop.add_callback_threadsafe(self._shut_down)
+            self._thread.join(timeout=5)
 
     # --- in the I/O thread -------------------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            self._ioloop.start()
+        except BaseException:  # noqa: BLE001 - logged; every request waiting is told at once, and the Publisher
+            # replaces this link on its next use instead of waiting on a thread that is gone.
+            log.exception("the AMQP I/O thread stopped")
+            self._fail_all(_ConnectionLost("the AMQP I/O thread stopped"))
+        finally:
+            self._ioloop.close()
 
     def _submit(self, operation: Callable[[Channel, Future[Any]], None], future: Future[Any]) -> None:
         self._waiting.append((operation, future))
@@ -147,9 +168,28 @@ class BrokerLink:
                 future.set_exception(_ConnectionLost(one_line(exc)))
 
     def _open(self) -> None:
-        self._opening = True
         nodes = node_parameters(self._rabbit, first=self._first_node, **self._options)
-        pika.SelectConnection.create_connection(nodes, self._on_connected, custom_ioloop=self._ioloop)
+        try:
+            workflow = pika.SelectConnection.create_connection(nodes, self._on_connected, custom_ioloop=self._ioloop)
+        except Exception as exc:  # noqa: BLE001 - reported to what waited for it
+            self._fail_waiting(_ConnectionLost(one_line(exc)))
+            return
+        self._opening = True
+        self._openings += 1
+        opening = self._openings
+        # Everything until the queue is declared within the bound: a node that accepts the connection and then
+        # stalls (before or after the handshake) is given up, and the next attempt goes to the next node.
+        self._ioloop.call_later(self._timeout_s, lambda: self._opening_overdue(workflow, opening))
+
+    def _opening_overdue(self, workflow: Any, opening: int) -> None:
+        if not self._opening or opening != self._openings:  # ready in time, or another opening since
+            return
+        if self._connection is None:
+            workflow.abort()  # reported to _on_connected as an AMQPConnectorAborted
+        elif self._connection.is_open:
+            log.warning("AMQP connection to %s not ready within %g s; giving it up",
+                        self._connection.params.host, self._timeout_s)
+            self._connection.close()
 
     def _on_connected(self, connection: Any) -> None:
         if not isinstance(connection, pika.SelectConnection):  # every node failed: an AMQPConnectorException
@@ -161,10 +201,10 @@ class BrokerLink:
         self._first_node = node_after(self._rabbit, params.host, params.port)
         log.info("AMQP connection opened to %s:%s/%s", params.host, params.port, params.virtual_host)
         connection.add_on_close_callback(self._on_connection_closed)
-        connection.channel(on_open_callback=self._on_channel_open)
+        channel = connection.channel(on_open_callback=self._on_channel_open)
+        channel.add_on_close_callback(self._on_channel_closed)
 
     def _on_channel_open(self, channel: Channel) -> None:
-        channel.add_on_close_callback(self._on_channel_closed)
         # mandatory publishes: a message no queue takes comes back (basic.return) instead of vanishing.
         channel.add_on_return_callback(self._on_returned)
         self._last_tag = 0
@@ -209,7 +249,7 @@ class BrokerLink:
                     _Unroutable(f"the broker could not route the message to {self._rabbit.queue}"))
             else:
                 unconfirmed.future.set_result(None)
-        if returned and self._connection is not None:
+        if returned and self._connection is not None and self._connection.is_open:
             # The queue is gone: a new connection declares it again.
             self._connection.close(reply_text="billing queue gone: declaring it again")
 
@@ -238,7 +278,7 @@ class BrokerLink:
         if not was_ready:
             # It never got as far as a channel with the queue declared: what waited for it fails.
             self._fail_waiting(lost)
-        elif self._waiting:
+        elif self._waiting and not self._closing:
             # What was never sent waits for the next connection.
             self._open()
 
@@ -248,7 +288,17 @@ class BrokerLink:
             if future.set_running_or_notify_cancel():
                 future.set_exception(error)
 
+    def _fail_all(self, error: Exception) -> None:
+        for future in self._running:
+            if not future.done():
+                future.set_exception(error)
+        self._running.clear()
+        self._unconfirmed.clear()
+        self._fail_waiting(error)
+
     def _shut_down(self) -> None:
+        self._fail_all(_ConnectionLost("the publisher is closing"))
+        self._closing = True  # no reconnect from here on
         if self._connection is not None and self._connection.is_open:
             self._connection.add_on_close_callback(lambda *_: self._ioloop.stop())
             self._connection.close()
@@ -326,7 +376,7 @@ class Publisher:
 
     def _broker_link(self) -> BrokerLink:
         with self._link_lock:
-            if self._link is None:
+            if self._link is None or not self._link.alive:
                 self._link = BrokerLink(self._rabbit, timeout_s=self._timeout_s, heartbeat_s=self._heartbeat_s,
                                         connection_name=self._connection_name)
             return self._link

@@ -336,3 +336,21 @@ def test_a_full_queue_nacks_and_the_answer_is_503_never_200(client, amqp, config
         rabbitmqctl("clear_policy", "-p", config.rabbitmq.vhost, policy)
         amqp.queue_delete(queue)
         declare_billing_queue(amqp, queue)
+
+
+def test_an_amqp_io_thread_that_died_is_replaced(client, amqp, config):
+    # A bug in a callback ends the I/O thread's loop: the next order must not wait on a thread that is gone.
+    assert client.post("/api/billing", json=ORDER).status_code == 200
+    publisher = client.application.extensions["publisher"]
+    dead = publisher._link
+
+    def bug() -> None:
+        raise RuntimeError("a bug in a callback of the I/O thread")
+
+    dead._ioloop.add_callback_threadsafe(bug)
+    dead._thread.join(timeout=5)
+    assert not dead.alive
+    response = client.post("/api/billing", json=ORDER)
+    assert response.status_code == 200, response.data
+    assert publisher._link is not dead and publisher._link.alive
+    assert amqp.queue_declare(config.rabbitmq.queue, passive=True).method.message_count == 2

@@ -168,6 +168,8 @@ def declare_billing_queue_async(channel: Any, queue: str, on_declared: Callable[
     steps = iter(billing_queue_declarations(queue))
 
     def next_step(_answer: Any = None) -> None:
+        if not channel.is_open:  # closing: its close callback reports why
+            return
         step = next(steps, None)
         if step is None:
             on_declared()
