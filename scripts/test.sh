@@ -84,11 +84,7 @@ test_system() {
   # The audit types `sudo -i -u postgres` and `sudo pm2 ...`; Swagger UI is tried in Debian's Chromium.
   apt_install_missing sudo chromium
   venv_ensure "$ROOT/tests"
-  # A run that was cut short may have left its instance behind: start from nothing.
-  pm2 kill >/dev/null 2>&1 || true
-  trap system_down EXIT
-  log "starting the test platform instance: gateway :$GATEWAY_PORT, PM2_HOME=$PM2_HOME"
-  bash "$ROOT/scripts/up.sh" 2>&1 | sed 's/^/    /'
+  start_test_instance
   log "testing the platform (tests/system)"
   (cd "$ROOT" && tests/.venv/bin/python -m pytest -q -p no:cacheprovider tests/system)
 }
@@ -102,14 +98,20 @@ test_ha() {
   export HA_GATEWAY_METRICS_PORT=$TEST_HA_GATEWAY_METRICS_PORT HA_INVENTORY_METRICS_PORT=$TEST_HA_INVENTORY_METRICS_PORT
   pm2_install
   venv_ensure "$ROOT/tests"
-  pm2 kill >/dev/null 2>&1 || true
-  trap system_down EXIT
-  log "starting the test platform instance with TOPOLOGY=ha: gateway :$GATEWAY_PORT, PM2_HOME=$PM2_HOME"
-  bash "$ROOT/scripts/up.sh" 2>&1 | sed 's/^/    /'
-  log "testing the replicated broker (tests/ha)"
+  start_test_instance
+  log "testing TOPOLOGY=ha under failures (tests/ha)"
   # Each test logs its counts (orders, attempts by status, GETs): the README's HA figures come from these lines.
   (cd "$ROOT" && tests/.venv/bin/python -m pytest -q -p no:cacheprovider -o log_cli=true --log-cli-level=INFO \
     --durations=3 tests/ha)
+}
+
+# start_test_instance: the instance of the exported settings, started by `make up`'s own script from nothing (a run
+# cut short may have left one behind), and killed on the way out whatever happens.
+start_test_instance() {
+  pm2 kill >/dev/null 2>&1 || true
+  trap system_down EXIT
+  log "starting the test platform instance (TOPOLOGY=${TOPOLOGY:-single}): gateway :$GATEWAY_PORT, PM2_HOME=$PM2_HOME"
+  bash "$ROOT/scripts/up.sh" 2>&1 | sed 's/^/    /'
 }
 
 system_down() {
