@@ -18,6 +18,7 @@ from .errors import ApiError, code_for, shorten, wsgi_error
 from .logs import EscapingFormatter
 from .metrics import MetricsEndpoint, count_across_processes, worker_gone
 from .request_ids import new_request_id
+from .settings import HttpServerSettings, MetricsSettings
 
 # What the HTTP server accepts of a request, the same on both services: the gateway checks that what it
 # forwards stays within them (api-gateway/app/proxy.py), so a request it accepted is never refused behind it.
@@ -130,8 +131,8 @@ class GunicornServer(BaseApplication):
         return self._load_app()
 
 
-def serve(server: Any, load_app: Callable[[], Any], *, name: str, keepalive: int, bind: str | None = None,
-          metrics: Any = None) -> None:
+def serve(server: HttpServerSettings, load_app: Callable[[], Any], *, name: str, keepalive: int,
+          bind: str | None = None, metrics: MetricsSettings | None = None) -> None:
     """Run gunicorn in this process until SIGTERM, with `load_app` run in each worker after the fork: on `bind`
     (e.g. "unix:/path"), else on `server`'s host and port; its workers and threads are `server`'s
     (HttpServerSettings). With `metrics` (MetricsSettings), the workers' metrics are added up and served there
@@ -141,7 +142,7 @@ def serve(server: Any, load_app: Callable[[], Any], *, name: str, keepalive: int
                    threads=server.threads, keepalive=keepalive, hooks=hooks).run()
 
 
-def _metrics_hooks(name: str, metrics: Any) -> dict[str, Callable[..., Any]]:
+def _metrics_hooks(name: str, metrics: MetricsSettings) -> dict[str, Callable[..., Any]]:
     """gunicorn's hooks for metrics kept across its workers: the values' directory is this master's own (made
     now, before any worker exists, and removed when it exits), the endpoint a thread of the master."""
     directory = Path(tempfile.mkdtemp(prefix=f"{name}-metrics-"))
