@@ -262,11 +262,25 @@ vms_destroy() {
 }
 
 # The end of every run, passed or failed: the VMs destroyed, the host as it was, and the timeline.
+# vms_keep_logs: each VM's PM2 list and the last lines of every app's log, in $VMS_RUN/pm2-<vm>.log.
+vms_keep_logs() {
+  local vm
+  for vm in "${VMS_MACHINES[@]}"; do
+    timeout 120 ssh -F "$VMS_RUN/ssh_config" -o LogLevel=ERROR -o ConnectTimeout=10 "$vm" \
+      'sudo pm2 list; for f in /root/.pm2/logs/*.log; do echo "== $f"; sudo tail -n 60 "$f"; done' \
+      >"$VMS_RUN/pm2-$vm.log" 2>&1
+    log "$vm: its PM2 list and the end of its apps' logs, kept in $VMS_RUN/pm2-$vm.log; the last lines:"
+    tail -n 40 "$VMS_RUN/pm2-$vm.log" >&2
+  done
+}
+
 vms_finish() {
   local rc=$?
   trap - EXIT
   set +e
   [ -z "$VMS_STEP" ] || vms_step_done failed
+  # What the VMs' apps said is gone with them: keep it, and show its end, before they are destroyed.
+  if [ $rc -ne 0 ] && [ -f "$VMS_RUN/ssh_config" ]; then vms_keep_logs; fi
   VMS_STEP="vagrant destroy -f, the host restored"
   VMS_STEP_START=$SECONDS
   vms_destroy
