@@ -38,6 +38,10 @@ if command -v pm2 >/dev/null && pm2_daemon_pid >/dev/null; then
       die "the platform ran with TOPOLOGY=$previous, whose broker is away: \`make up TOPOLOGY=$previous\` first, so that its consumers store what it holds"
     [ "$waiting" = 0 ] ||
       die "$waiting orders wait in $RABBITMQ_QUEUE on the TOPOLOGY=$previous broker: \`make up TOPOLOGY=$previous\` stores them; switch once it is empty"
+    # The stopped apps keep the environment they were started with (the other broker, other ports): they are
+    # started afresh below.
+    changed "PM2: the apps of TOPOLOGY=$previous removed, to start them with TOPOLOGY=$TOPOLOGY's settings"
+    (cd "$ROOT" && pm2 delete config.yaml >/dev/null 2>&1) || true
   fi
 fi
 

@@ -118,8 +118,7 @@ pm2_start_apps() {
   local name started=()
   for name in "$@"; do
     pm2_app_online "$name" && continue
-    # --update-env: an app PM2 already knows (stopped) starts with this environment, not the one it had.
-    (cd "$ROOT" && pm2 start config.yaml --only "$name" --update-env >/dev/null)
+    (cd "$ROOT" && pm2 start config.yaml --only "$name" >/dev/null)
     started+=("$name")
   done
   if [ ${#started[@]} -gt 0 ]; then
