@@ -56,28 +56,21 @@ gateway_provision() {
   venv_ensure "$ROOT/srcs/api-gateway"
 }
 
-nginx_service_off() {
+# distribution_service_off SERVICE PID_FILE OWNER: the distribution's own SERVICE stays off, since OWNER runs one of
+# its own (under systemd: disabled and stopped; without it: the daemon of PID_FILE, if any, sent SIGTERM).
+distribution_service_off() {
   if has_systemd; then
-    if systemctl is-enabled -q nginx 2>/dev/null || systemctl is-active -q nginx 2>/dev/null; then
-      changed "nginx: the distribution's own service off (the gateway's front runs its own nginx)"
-      systemctl disable -q --now nginx
+    if systemctl is-enabled -q "$1" 2>/dev/null || systemctl is-active -q "$1" 2>/dev/null; then
+      changed "$1: the distribution's own service off ($3 runs its own)"
+      systemctl disable -q --now "$1"
     fi
-  elif [ -f /run/nginx.pid ] && kill -0 "$(cat /run/nginx.pid)" 2>/dev/null; then
-    changed "nginx: the distribution's own service stopped (the gateway's front runs its own nginx)"
-    nginx -s quit
+  elif [ -f "$2" ] && kill -0 "$(cat "$2")" 2>/dev/null; then
+    changed "$1: the distribution's own service stopped ($3 runs its own)"
+    kill "$(cat "$2")"
   fi
 }
 
-# TOPOLOGY=ha's balancer is PM2's load_balancer app: the distribution's own HAProxy service stays off.
-haproxy_service_off() {
-  if has_systemd; then
-    if systemctl is-enabled -q haproxy 2>/dev/null || systemctl is-active -q haproxy 2>/dev/null; then
-      changed "haproxy: the distribution's own service off (PM2's load_balancer runs its own)"
-      systemctl disable -q --now haproxy
-    fi
-  elif [ -f /run/haproxy.pid ] && kill -0 "$(cat /run/haproxy.pid)" 2>/dev/null; then
-    changed "haproxy: the distribution's own service stopped (PM2's load_balancer runs its own)"
-    kill "$(cat /run/haproxy.pid)"
-  fi
-}
+nginx_service_off() { distribution_service_off nginx /run/nginx.pid "the gateway's front"; }
+# TOPOLOGY=ha's balancer is PM2's load_balancer app.
+haproxy_service_off() { distribution_service_off haproxy /run/haproxy.pid "PM2's load_balancer"; }
 
