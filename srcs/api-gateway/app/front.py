@@ -17,7 +17,7 @@ from crud_common.serving import MAX_HEADER_FIELD_BYTES
 from .config import Config
 
 # nginx's own refusals, each answered by a named location in the platform's JSON error shape. 494 is nginx's
-# "request header too large", a 400 on the wire, here the 431 it is.
+# "request header too large", a 400 on the wire, here the 431 it is; nginx's 502 is answered as a 503 (below).
 _REFUSALS = {
     400: ("bad_request", "the request could not be parsed"),
     408: ("request_timeout", "the request was not sent in time"),
@@ -27,10 +27,13 @@ _REFUSALS = {
     494: ("request_header_fields_too_large", "the header fields of the request are too large"),
     405: ("method_not_allowed", "TRACE is not allowed on this path"),
     500: ("internal_error", "the front of the gateway failed"),
-    502: ("bad_gateway", "the gateway application failed to answer"),
+    # The application failed after taking the request (killed in the middle): whether it was done is not known,
+    # so the client is told to send it again (an order with its Idempotency-Key, which makes a copy harmless).
+    502: ("service_unavailable", "the gateway application failed while answering: send the request again "
+          "(an order with the same Idempotency-Key)"),
     504: ("gateway_timeout", "the gateway application did not answer in time"),
 }
-_ANSWERED_AS = {494: 431}
+_ANSWERED_AS = {494: 431, 502: 503}
 
 # nginx refuses TRACE itself, before any location: its 405 says what the gateway allows on the path, as the
 # gateway's own 405s do (tests/test_front.py compares the two on every route), and a path the gateway does not
