@@ -19,10 +19,12 @@ runtime=${GATEWAY_RUNTIME_DIR:-/run/crud-master}
 config=$runtime/haproxy-$LB_GATEWAY_PORT.cfg
 mkdir -p "$runtime"
 
-# error STATUS CODE MESSAGE REQUEST_ID_FORMAT: HAProxy's own answer STATUS in the JSON error shape.
+# error STATUS CODE MESSAGE REQUEST_ID_FORMAT [HEADER VALUE]: HAProxy's own answer STATUS in the JSON error shape.
+# HAProxy closes the client's connection after an answer of its own, and says so (Connection: close): a client
+# would otherwise send its next request on a connection already closed, and get no answer at all.
 error() {
-  printf "    http-error status %s content-type application/json hdr X-Request-ID '%s' lf-string '{\"error\":\"%s\",\"message\":\"%s\",\"request_id\":\"%s\"}'\n" \
-    "$1" "$4" "$2" "$3" "$4"
+  printf "    http-error status %s content-type application/json hdr X-Request-ID '%s' hdr Connection close%s lf-string '{\"error\":\"%s\",\"message\":\"%s\",\"request_id\":\"%s\"}'\n" \
+    "$1" "$4" "${5:+ hdr $5 $6}" "$2" "$3" "$4"
 }
 
 servers() {
@@ -80,14 +82,18 @@ frontend gateways
 $request_rules
     # The whole body first: a client that trickles one never holds a gateway.
     option http-buffer-request
-    # A gateway that failed while answering: whether the request was done is not known, so the client is told
-    # to send it again (an order with its Idempotency-Key, which makes a copy harmless): a 503, not a 502.
-    http-error status 502 content-type application/json lf-string '{"error":"service_unavailable","message":"a gateway failed while answering: send the request again (an order with the same Idempotency-Key)","request_id":"$request_id"}'
-    http-after-response set-status 503 if { status 502 } !{ res.hdr(X-Request-ID) -m found }
+    # HAProxy's own 502 (its backend's answer, marked) goes out as a 503; a gateway's own 502 (its inventory
+    # unreachable) is passed on as it is.
+    http-after-response set-status 503 if { status 502 } { res.hdr(X-Balancer-Error) -m found }
+    http-after-response del-header X-Balancer-Error
     http-after-response set-header X-Request-ID $request_id unless { res.hdr(X-Request-ID) -m found }
     default_backend gateway_instances
 
 backend gateway_instances
+    # A gateway that failed while answering: whether the request was done is not known, so the client is told to
+    # send it again (an order with its Idempotency-Key, which makes a copy harmless): a 503, not a 502. Errors are
+    # the backend's where it makes them, hence here.
+$(error 502 service_unavailable "a gateway failed while answering: send the request again (an order with the same Idempotency-Key)" "$request_id" X-Balancer-Error 1)
     balance roundrobin
     # A connection to a gateway per request: a client's kept-alive connection is never tied to one that dies.
     option http-server-close
