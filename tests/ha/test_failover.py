@@ -1,7 +1,7 @@
 """A steady stream of orders and GETs through the load balancer while, one at a time, a consumer, an inventory
 instance and a gateway instance are killed, the broker node leading billing_queue is killed, and two nodes of
-three are stopped (a minority left), then brought back. Counts are exact: no order answered 200 is lost or stored twice, and every refused order is a 503;
-durations are never asserted.
+three are stopped (a minority left), then brought back. Counts are exact: no order answered 200 is lost or stored
+twice, and every refused order is a 503; durations are never asserted.
 
 The clients are careful ones: each order carries its Idempotency-Key and a 503 is sent again with the same key
 until it is taken, so every order is finally answered 200 and must then be stored exactly once.
@@ -48,9 +48,10 @@ class Attempt:
     status: int | str  # an HTTP status, or CLOSED_UNANSWERED
 
 
-# A kept-alive connection the balancer closed just as the client sent an order on it: nothing came back, and
-# HAProxy never saw the request (it logs none). HTTP/1.1 lets either side close an idle connection at any time
-# (RFC 9112, 9.3.1), and the careful client sends such an order again with its key, as after a 503.
+# A kept-alive connection closed under an order without an answer. The balancer announces its own closes
+# (Connection: close after each answer of its own: tests/ha/test_load_balancer.py), yet a gateway's kill still
+# leaves 1-3 per run, which HAProxy logs nothing for (README, "Beyond one node"): not understood yet, so allowed
+# and counted; the careful client sends such an order again with its key, as after a 503.
 CLOSED_UNANSWERED = "closed without an answer"
 
 
@@ -300,11 +301,13 @@ def test_the_leader_killed_loses_nothing_and_refuses_only_with_503(platform, mov
         broker("start", str(killed))
         time.sleep(2)
     assert_only_200_and_503(stream)
-    # The issue's target, at most 1% refused with one node of three down, is reported, not asserted: it is not
-    # met reliably yet (0% in one run, 23% and 24% in the next two; README, "Beyond one node").
+    # With one node of three down, at most 1% of the orders sent meanwhile refused (each gateway's publisher moves
+    # off the killed node, and off a channel that refuses everything since: app/publisher.py, _Refused).
     while_down = stream.statuses(down_since, down_until)
     log.info("sent while the node was down: %s, %.1f%% refused", dict(while_down),
              100 * while_down[503] / max(1, sum(while_down.values())))
+    assert sum(while_down.values()) > 0
+    assert while_down[503] <= 0.01 * sum(while_down.values()), while_down
     assert_every_order_stored_once(stream)
 
 

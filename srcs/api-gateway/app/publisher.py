@@ -58,7 +58,11 @@ class _Unroutable(_ConnectionLost):
 
 
 class _Refused(Exception):
-    """The broker nacked the message (e.g. the queue is full): trying again now would not help."""
+    """The broker nacked the message: the queue is full (reject-publish), or the channel is stuck refusing. The
+    second is RabbitMQ 3.10's channel to a quorum queue whose leader was killed: it may nack every publish until
+    that node is back, while a new channel's are confirmed (the chaos tests' leader kill: 23-63% of the orders sent
+    while the node was down refused). So the link starts afresh, and the message is sent once more on the new one,
+    which nacks it again only if the queue is really full."""
 
 
 @dataclass(frozen=True)
@@ -98,6 +102,7 @@ class BrokerLink:
         self._opening = False
         self._openings = 0
         self._closing = False
+        self._afresh = False  # the connection is being closed on purpose, for a new one
         # Operations waiting for the channel to be ready; those sent and not answered yet; and, of these, the
         # messages not yet confirmed, by delivery tag.
         self._waiting: deque[tuple[Callable[[Channel, Future[Any]], None], Future[Any]]] = deque()
@@ -249,9 +254,18 @@ class BrokerLink:
                     _Unroutable(f"the broker could not route the message to {self._rabbit.queue}"))
             else:
                 unconfirmed.future.set_result(None)
-        if returned and self._connection is not None and self._connection.is_open:
-            # The queue is gone: a new connection declares it again.
-            self._connection.close(reply_text="billing queue gone: declaring it again")
+        if returned:
+            self._start_afresh("billing queue gone: declaring it again")
+        elif isinstance(method, Basic.Nack):
+            self._start_afresh("a message refused: a new channel")
+
+    def _start_afresh(self, reason: str) -> None:
+        """Close the connection for a new one (a new channel, the queue declared again), which what is submitted
+        from now on waits for. Messages sent and not confirmed yet fail, and are sent once more by their request."""
+        if self._connection is not None and self._connection.is_open and not self._afresh:
+            self._afresh = True
+            self._channel = None
+            self._connection.close(reply_text=reason)
 
     def _on_channel_closed(self, _channel: Channel, reason: Exception) -> None:
         # A channel the broker closed (a declaration it refused, a queue gone under a passive declare): start
@@ -265,7 +279,7 @@ class BrokerLink:
         if connection is not self._connection:
             return
         log.info("AMQP connection closed: %s", one_line(reason))
-        was_ready = self._channel is not None
+        was_ready, self._afresh = self._channel is not None or self._afresh, False
         self._connection = None
         self._channel = None
         self._opening = False
@@ -336,16 +350,14 @@ class Publisher:
                 link.call(lambda channel, future: link.publish(channel, future, body, properties),
                           deadline - time.monotonic())
                 return
-            except _Refused as exc:
-                raise BrokerUnavailable(str(exc), refused=True) from None
             except FutureTimeout:
                 raise BrokerUnavailable(f"no confirm from the broker within {self._timeout_s:g} s") from None
-            except _ConnectionLost as exc:
-                reason = str(exc)
+            except (_Refused, _ConnectionLost) as exc:
+                failure = exc
             if attempt == 1 and time.monotonic() < deadline:
-                log.info("publish failed (%s); trying once more on a new connection", reason)
+                log.info("publish failed (%s); trying once more on a new connection", failure)
                 continue
-            raise BrokerUnavailable(reason)
+            raise BrokerUnavailable(str(failure), refused=isinstance(failure, _Refused))
         raise AssertionError("unreachable")
 
     def queue_state(self) -> QueueState:
