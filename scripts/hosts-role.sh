@@ -7,7 +7,7 @@ set -euo pipefail
 source "$(dirname "$0")/lib/common.sh"
 for lib in postgres rabbitmq python pm2 services firewall vm; do source "$ROOT/scripts/lib/$lib.sh"; done
 
-role=${1:?usage: $0 gateway|inventory|billing}
+role=${1:?usage: $0 gateway|inventory|billing|broker}
 require_root
 load_env
 role_env "$role"

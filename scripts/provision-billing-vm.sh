@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # billing-vm: RabbitMQ (vhost and user of .env, guest removed, queues bounded) reachable only from gateway-vm,
-# PostgreSQL with orders_db on loopback, and the billing consumer. Run as root by `vagrant up` /
+# PostgreSQL with orders_db on loopback, and the billing consumer (with CRUD_MASTER_TOPOLOGY=ha, the first node of
+# the RabbitMQ cluster, reachable from the broker VMs too, and one consumer per node). Run as root by `vagrant up` /
 # `vagrant provision`; idempotent.
 set -euo pipefail
 source "$(dirname "$0")/lib/common.sh"
@@ -12,6 +13,8 @@ vm_begin billing
 # port on loopback; it may bind the private address before that is up at boot.
 vm_allow_early_bind
 rmq_install
+# CRUD_MASTER_TOPOLOGY=ha: the node of the cluster the broker VMs join (their names, the shared cookie).
+vm_billing_cluster billing
 rmq_listen_on 127.0.0.1 "$BILLING_VM_IP"
 # RabbitMQ and PostgreSQL installed and started, the vhost and user, orders_db, the venv, the migrations;
 # billing_app online in root's PM2.

@@ -37,14 +37,20 @@ rmq_listeners_conf() {
   done
 }
 
-# rmq_node_address: the loopback address the node's host name (rabbit@<short host name>) resolves to. The node, as
-# it starts, and rabbitmqctl reach epmd and the distribution port there: 127.0.0.1 on most machines, but 127.0.2.1
-# on Vagrant's Debian boxes, whose /etc/hosts maps the VM's name to it (epmd on 127.0.0.1 alone: "epmd error for
-# host billing-vm: address", and the node does not start). A name that resolves to no loopback address gets
-# 127.0.0.1, and rmq_env_conf leaves epmd and the distribution port as RabbitMQ has them.
+# rmq_node_host: the host part of the node's name: RABBITMQ_NODENAME's when set, else the short host name (RabbitMQ's
+# default, rabbit@<short host name>).
+rmq_node_host() {
+  if [ -n "${RABBITMQ_NODENAME:-}" ]; then echo "${RABBITMQ_NODENAME#*@}"; else hostname -s; fi
+}
+
+# rmq_node_address: the loopback address the node's host name resolves to. The node, as it starts, and rabbitmqctl
+# reach epmd and the distribution port there: 127.0.0.1 on most machines, but 127.0.2.1 on Vagrant's Debian boxes,
+# whose /etc/hosts maps the VM's name to it (epmd on 127.0.0.1 alone: "epmd error for host billing-vm: address",
+# and the node does not start). A name that resolves to no loopback address gets 127.0.0.1, and rmq_env_conf leaves
+# epmd and the distribution port as RabbitMQ has them.
 rmq_node_address() {
   local address
-  address=$(getent ahostsv4 "$(hostname -s)" | awk 'NR == 1 { print $1 }')
+  address=$(getent ahostsv4 "$(rmq_node_host)" | awk 'NR == 1 { print $1 }')
   case $address in
     127.*) echo "$address" ;;
     *) echo 127.0.0.1 ;;
@@ -52,26 +58,35 @@ rmq_node_address() {
 }
 
 rmq_node_name_on_loopback() {
-  getent ahostsv4 "$(hostname -s)" | awk 'NR == 1 { loopback = ($1 ~ /^127\./) } END { exit !loopback }'
+  getent ahostsv4 "$(rmq_node_host)" | awk 'NR == 1 { loopback = ($1 ~ /^127\./) } END { exit !loopback }'
 }
 
-# rmq_epmd_addresses: where epmd listens: loopback, and the node's own loopback address when it is another one.
+# rmq_epmd_addresses: where epmd listens: loopback, the node's own loopback address when it is another one, and
+# with RMQ_CLUSTER_ADDRESS (a node of a cluster across machines) the private address its peers reach it at.
 rmq_epmd_addresses() {
-  local address
+  local address addresses=127.0.0.1
   address=$(rmq_node_address)
-  if [ "$address" = 127.0.0.1 ]; then echo 127.0.0.1; else echo "127.0.0.1,$address"; fi
+  if [ "$address" != 127.0.0.1 ]; then addresses+=",$address"; fi
+  echo "$addresses${RMQ_CLUSTER_ADDRESS:+,$RMQ_CLUSTER_ADDRESS}"
 }
 
 # rmq_env_conf: rabbitmq-env.conf with epmd and the node's distribution port on loopback (only rabbitmqctl, on the
-# node's own machine, talks to them).
+# node's own machine, talks to them), or for a node of a cluster across machines (RMQ_CLUSTER_ADDRESS) epmd on
+# loopback and its private address and the distribution port on every address: Erlang binds it to one address or
+# all, and the node is reached at both (by rabbitmqctl at its name's loopback address, by its peers at the private
+# one). The firewall admits only the peers (scripts/firewall/cluster.nft).
 rmq_env_conf() {
   echo "# Written by crud-master (scripts/lib/rabbitmq.sh): epmd and the distribution port on loopback."
   if ! rmq_node_name_on_loopback; then
-    echo "# $(hostname -s) resolves to no loopback address: epmd and the distribution port stay as RabbitMQ has them."
+    echo "# $(rmq_node_host) resolves to no loopback address: epmd and the distribution port stay as RabbitMQ has them."
     return 0
   fi
   echo "ERL_EPMD_ADDRESS=$(rmq_epmd_addresses)"
-  echo "SERVER_ADDITIONAL_ERL_ARGS=\"-kernel inet_dist_use_interface {$(rmq_node_address | tr . ,)}\""
+  if [ -n "${RMQ_CLUSTER_ADDRESS:-}" ]; then
+    echo "# A node of a cluster: its peers reach epmd and the distribution port at $RMQ_CLUSTER_ADDRESS."
+  else
+    echo "SERVER_ADDITIONAL_ERL_ARGS=\"-kernel inet_dist_use_interface {$(rmq_node_address | tr . ,)}\""
+  fi
 }
 
 # The drop-in of systemd's epmd.socket (Debian's erlang starts epmd from it): the same addresses.
@@ -89,6 +104,7 @@ rmq_epmd_socket_conf() {
 rmq_listen_on() {
   local moved=
   if file_ensure /etc/rabbitmq/rabbitmq.conf "$(rmq_listeners_conf "$@")"; then moved=1; fi
+  if rmq_cookie_ensure; then moved=1; fi
   if file_ensure /etc/rabbitmq/rabbitmq-env.conf "$(rmq_env_conf)"; then moved=1; fi
   if has_systemd && rmq_node_name_on_loopback &&
     file_ensure /etc/systemd/system/epmd.socket.d/crud-master.conf "$(rmq_epmd_socket_conf)"; then
@@ -108,6 +124,51 @@ rmq_listen_on() {
     rmq_start
   fi
   wait_until 60 "RabbitMQ to accept connections" rmq_ready
+}
+
+# rmq_cookie_ensure: with RMQ_ERLANG_COOKIE (the nodes of a cluster across machines), the node's Erlang cookie is it,
+# so the nodes trust each other; the package's own random cookie otherwise. True when it changed (the node must
+# restart to take it).
+rmq_cookie_ensure() {
+  local cookie=/var/lib/rabbitmq/.erlang.cookie
+  [ -n "${RMQ_ERLANG_COOKIE:-}" ] || return 1
+  [ "$(cat "$cookie" 2>/dev/null)" != "$RMQ_ERLANG_COOKIE" ] || return 1
+  changed "RabbitMQ: the cluster's Erlang cookie (.env)"
+  (umask 077 && printf '%s' "$RMQ_ERLANG_COOKIE" >"$cookie")
+  chown rabbitmq:rabbitmq "$cookie"
+  chmod 400 "$cookie"
+}
+
+# rmq_cluster_member NODE: this node and NODE are in one cluster.
+rmq_cluster_member() { [ "$(rmqctl -q eval "lists:member('$1', rabbit_nodes:all()).")" = true ]; }
+
+# rmq_join_cluster NODE: this node, new or not, joins NODE's cluster (once NODE answers: the VMs of a topology may be
+# provisioned at once), as RabbitMQ's clustering guide has it: stop_app, reset, join_cluster, start_app. A node that
+# is in it already is left alone, and stays in it across restarts.
+rmq_join_cluster() {
+  rmq_cluster_member "$1" && return 0
+  log "waiting for RabbitMQ node $1 to answer, to join its cluster"
+  wait_until 3600 "RabbitMQ node $1 to answer" rabbitmqctl -q -n "$1" status
+  changed "RabbitMQ: this node joins the cluster of $1"
+  rmqctl -q stop_app >/dev/null
+  rmqctl -q reset >/dev/null
+  rmqctl -q join_cluster "$1" >/dev/null
+  rmqctl -q start_app >/dev/null
+  rmqctl -q await_startup >/dev/null
+}
+
+# rmq_grow_quorum_queues VHOST PATTERN: this node holds a replica of every quorum queue of VHOST whose name matches
+# PATTERN (a queue declared before the node joined has replicas on the nodes that were there then only).
+rmq_grow_quorum_queues() {
+  local node lacking
+  node=$(rmqctl -q eval 'node().' | tr -d "'")
+  # The pattern through the environment: awk -v would take its backslashes for escapes.
+  lacking=$(rmqctl -q list_queues -p "$1" name type members --no-table-headers | PATTERN=$2 awk -F'\t' -v node="$node" \
+    '$1 ~ ENVIRON["PATTERN"] && $2 == "quorum" && index($3, node "]") + index($3, node ",") == 0 { print $1 }')
+  [ -n "$lacking" ] || return 0
+  changed "RabbitMQ: a replica of $(echo $lacking | tr ' ' ,) on $node"
+  rabbitmq-queues ${RMQ_NODE:+-n "$RMQ_NODE"} -q grow "$node" all --vhost-pattern "^$1\$" --queue-pattern "$2" \
+    >/dev/null
 }
 
 rmq_ensure_vhost() {

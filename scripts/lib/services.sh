@@ -48,6 +48,15 @@ billing_provision() {
   alembic_upgrade billing-app
 }
 
+# A broker VM (CRUD_MASTER_TOPOLOGY=ha: billing-vm-2, billing-vm-3): a RabbitMQ node of billing-vm's cluster, with a
+# replica of billing_queue and of its dead-letter queue. The vhost, user and policies are the cluster's: billing-vm's.
+broker_provision() {
+  require_vars RABBITMQ_VHOST RABBITMQ_QUEUE
+  rmq_ensure_running
+  rmq_join_cluster rabbit@billing-vm
+  rmq_grow_quorum_queues "$RABBITMQ_VHOST" "^${RABBITMQ_QUEUE}(\\.dead)?\$"
+}
+
 # The gateway: its venv, and nginx for its front (api_gateway_front runs nginx itself, from its own
 # configuration; the distribution's nginx service, with its default site on port 80, is not ours and stays off).
 gateway_provision() {

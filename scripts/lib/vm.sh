@@ -8,58 +8,119 @@
 
 VM_APP_DIR=/opt/crud-master
 
-# role_apps ROLE: the PM2 apps of config.yaml that run on that role's machine.
+# role_apps ROLE: the PM2 apps of config.yaml that run on that role's machine (a broker VM runs none: RabbitMQ
+# is the distribution's service).
 role_apps() {
   case $1 in
     gateway) echo api_gateway api_gateway_front ;; inventory) echo inventory_app ;; billing) echo billing_app ;;
-    *) die "unknown role '$1' (gateway, inventory, billing)" ;;
+    broker) ;;
+    *) die "unknown role '$1' (gateway, inventory, billing, broker)" ;;
   esac
+}
+
+# --- the topology: CRUD_MASTER_TOPOLOGY (Vagrantfile) -------------------------------------------------
+# three-vm (the default): one RabbitMQ node, on billing-vm. ha: billing-vm-2 and billing-vm-3 (role broker) run two
+# more nodes of billing-vm's cluster; billing-vm keeps orders_db and runs one consumer per node.
+
+vm_topology() {
+  case ${CRUD_MASTER_TOPOLOGY:-three-vm} in
+    three-vm | ha) echo "${CRUD_MASTER_TOPOLOGY:-three-vm}" ;;
+    *) die "CRUD_MASTER_TOPOLOGY is three-vm (the default) or ha, not '$CRUD_MASTER_TOPOLOGY'" ;;
+  esac
+}
+
+# billing_machines: the machines running a RabbitMQ node, billing-vm first (the one the others join).
+billing_machines() {
+  echo billing-vm
+  if [ "$(vm_topology)" = ha ]; then echo billing-vm-2 billing-vm-3; fi
+}
+
+# billing_machine_ip MACHINE: its private address, from .env.
+billing_machine_ip() {
+  case $1 in
+    billing-vm) echo "$BILLING_VM_IP" ;; billing-vm-2) echo "$BILLING_VM_2_IP" ;; billing-vm-3) echo "$BILLING_VM_3_IP" ;;
+    *) die "no billing machine named '$1'" ;;
+  esac
+}
+
+# billing_addresses [LOCAL]: RABBITMQ_HOST, every node's address, comma-separated; LOCAL's own as 127.0.0.1.
+billing_addresses() {
+  local machine addresses=()
+  for machine in $(billing_machines); do
+    if [ "$machine" = "${1:-}" ]; then addresses+=(127.0.0.1); else addresses+=("$(billing_machine_ip "$machine")"); fi
+  done
+  (IFS=,; echo "${addresses[*]}")
+}
+
+# billing_peer_hosts MACHINE: /etc/hosts lines naming the other nodes' machines, so the nodes find each other by the
+# node names RabbitMQ gives them (rabbit@<host name>).
+billing_peer_hosts() {
+  local machine
+  for machine in $(billing_machines); do
+    [ "$machine" = "$1" ] || echo "$(billing_machine_ip "$machine") $machine"
+  done
 }
 
 # What differs from one-machine mode: each service listens on, or talks to, its VM's private address.
 # Exported, so that PM2 (started from here) hands them to the apps and `pm2 save` keeps them for boot.
 role_env() {
   require_vars GATEWAY_VM_IP INVENTORY_VM_IP BILLING_VM_IP INVENTORY_PORT
+  if [ "$(vm_topology)" = ha ]; then require_vars BILLING_VM_2_IP BILLING_VM_3_IP; fi
   case $1 in
     gateway)
       # Every interface: the host reaches it on the private address; the firewall opens only this port.
       export GATEWAY_HOST=0.0.0.0
       export INVENTORY_URL=http://$INVENTORY_VM_IP:$INVENTORY_PORT
-      export RABBITMQ_HOST=$BILLING_VM_IP
+      RABBITMQ_HOST=$(billing_addresses)
+      export RABBITMQ_HOST
       ;;
     inventory)
       export INVENTORY_HOST=$INVENTORY_VM_IP
       export INVENTORY_DB_HOST=127.0.0.1
       ;;
     billing)
-      export RABBITMQ_HOST=127.0.0.1
+      # The consumers start at the node on this machine, and move on to the others' when it is away.
+      RABBITMQ_HOST=$(billing_addresses billing-vm)
+      export RABBITMQ_HOST
       export BILLING_DB_HOST=127.0.0.1
+      if [ "$(vm_topology)" = ha ]; then export RMQ_CLUSTER_ADDRESS=$BILLING_VM_IP; fi
+      ;;
+    broker)
+      [ "$(vm_topology)" = ha ] || die "the broker role is CRUD_MASTER_TOPOLOGY=ha's (billing-vm-2, billing-vm-3)"
+      require_vars VM_IP
+      export RMQ_CLUSTER_ADDRESS=$VM_IP
       ;;
     *) die "unknown role '$1'" ;;
   esac
 }
 
 # role_up ROLE: the role's services installed and provisioned (the same steps as `make up` uses for them),
-# and its app online in root's PM2.
+# and its apps online in root's PM2.
 role_up() {
   "${1}_provision"
+  [ -n "$(role_apps "$1")" ] || return 0
   pm2_install
   role_start "$1"
 }
 
-# role_start ROLE: root's PM2 daemon (stopping apps with SIGTERM) and the role's app of config.yaml online,
-# with the role's settings (role_env). The end of every provisioning, and what a VM runs at each boot
-# (scripts/start-role.sh, from vm_pm2_at_boot).
+# role_start ROLE: root's PM2 daemon (stopping apps with SIGTERM) and the role's apps of config.yaml online,
+# with the role's settings (role_env); on billing-vm one consumer per RabbitMQ node, each starting at a node of its
+# own. The end of every provisioning, and what a VM runs at each boot (scripts/start-role.sh, from vm_pm2_at_boot).
 role_start() {
   pm2_daemon_ensure
   # shellcheck disable=SC2046 # one word per app
   pm2_start_apps $(role_apps "$1")
+  if [ "$1" = billing ]; then pm2_scale billing_app "$(billing_machines | wc -w)"; fi
 }
 
 # role_done ROLE: the closing line; a re-provisioning that changed nothing says so.
 role_done() {
   if [ ${#CHANGES[@]} -eq 0 ]; then log "$1 role: nothing to do, everything was already in place"; fi
-  log "$1 role ready: sudo pm2 list shows $(role_apps "$1")"
+  if [ -n "$(role_apps "$1")" ]; then
+    log "$1 role ready: sudo pm2 list shows $(role_apps "$1")"
+  else
+    log "$1 role ready: sudo rabbitmqctl cluster_status shows its node in billing-vm's cluster"
+  fi
 }
 
 # --- steps only a real VM has ---------------------------------------------------------------------------
@@ -106,6 +167,7 @@ Environment=PM2_KILL_SIGNAL=SIGTERM"; then
   fi
   # An emulated or busy machine can take longer than systemd's default 90 s to start PM2 and an app.
   if file_ensure "$dir/start-role.conf" "[Service]
+Environment=CRUD_MASTER_TOPOLOGY=$(vm_topology)
 ExecStart=
 ExecStart=$VM_APP_DIR/scripts/start-role.sh $1
 TimeoutStartSec=10min"; then
@@ -122,10 +184,7 @@ vm_firewall() {
   local unit=/etc/systemd/system/crud-master-firewall.service
   apt_install_missing nftables
   firewall_load "$1"
-  if [ ! -f "$unit" ]; then
-    changed "firewall: loading the $1 rules at boot"
-    cat >"$unit" <<UNIT
-[Unit]
+  if file_ensure "$unit" "[Unit]
 Description=crud-master firewall ($1 role)
 DefaultDependencies=no
 Wants=network-pre.target
@@ -136,14 +195,29 @@ Conflicts=shutdown.target
 [Service]
 Type=oneshot
 RemainAfterExit=yes
+Environment=CRUD_MASTER_TOPOLOGY=$(vm_topology)
 ExecStart=$VM_APP_DIR/scripts/firewall.sh $1
 
 [Install]
-WantedBy=sysinit.target
-UNIT
+WantedBy=sysinit.target"; then
+    changed "firewall: loading the $1 rules at boot"
     systemctl daemon-reload
     systemctl enable crud-master-firewall.service >/dev/null
   fi
+}
+
+# vm_billing_cluster ROLE: a node of CRUD_MASTER_TOPOLOGY=ha's RabbitMQ cluster (billing-vm's, or a broker VM's)
+# finds the others by name (rabbit@<machine>: /etc/hosts) and is trusted by them (the Erlang cookie of .env, which
+# rmq_listen_on then puts in place). Nothing to do in the three-vm topology.
+vm_billing_cluster() {
+  local begin="# crud-master: RabbitMQ cluster nodes" end="# crud-master: end" block hosts
+  [ "$(vm_topology)" = ha ] || return 0
+  require_vars BILLING_CLUSTER_COOKIE
+  export RMQ_ERLANG_COOKIE=$BILLING_CLUSTER_COOKIE
+  block=$(printf '%s\n%s\n%s' "$begin" "$(billing_peer_hosts "$(hostname -s)")" "$end")
+  hosts=$(sed "/^$begin\$/,/^$end\$/d" /etc/hosts)
+  if file_ensure /etc/hosts "$hosts
+$block"; then changed "/etc/hosts: the other RabbitMQ nodes' machines"; fi
 }
 
 # vm_begin ROLE: the code copied to the VM's disk (ROOT moves there), the settings of .env, and the
@@ -157,9 +231,9 @@ vm_begin() {
   log "provisioning the $1 role from $ROOT"
 }
 
-# vm_finish ROLE: the role's app kept across reboots, and its firewall.
+# vm_finish ROLE: the role's apps kept across reboots, and its firewall.
 vm_finish() {
-  vm_pm2_at_boot "$1"
+  if [ -n "$(role_apps "$1")" ]; then vm_pm2_at_boot "$1"; fi
   vm_firewall "$1"
   role_done "$1"
 }

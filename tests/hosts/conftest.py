@@ -18,11 +18,26 @@ from dotenv import dotenv_values
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SETTINGS = {**dotenv_values(REPO_ROOT / ".env"), **os.environ}
 HOSTS_DIR = "/tmp/crud-master-hosts"  # scripts/lib/hosts.sh
+# The topology scripts/test-hosts.sh built: three-vm, or ha (billing-vm-2 and billing-vm-3 too).
+TOPOLOGY = os.environ.get("CRUD_MASTER_TOPOLOGY", "three-vm")
+BILLING_NODES = ["billing", "billing-2", "billing-3"] if TOPOLOGY == "ha" else ["billing"]
 
 
-def ip_of(role: str) -> str:
+def ip_of(host: str) -> str:
     return {"gateway": SETTINGS["GATEWAY_VM_IP"], "inventory": SETTINGS["INVENTORY_VM_IP"],
-            "billing": SETTINGS["BILLING_VM_IP"], "outside": SETTINGS["HOST_ONLY_HOST_IP"]}[role]
+            "billing": SETTINGS["BILLING_VM_IP"], "billing-2": SETTINGS["BILLING_VM_2_IP"],
+            "billing-3": SETTINGS["BILLING_VM_3_IP"], "outside": SETTINGS["HOST_ONLY_HOST_IP"]}[host]
+
+
+def vm_of(host: str) -> str:
+    """The VM a host stands for: billing-2 is billing-vm-2 (scripts/lib/hosts.sh: host_vm)."""
+    name, _, number = host.partition("-")
+    return f"{name}-vm-{number}" if number else f"{name}-vm"
+
+
+def node_of(host: str) -> str:
+    """The host's RabbitMQ node (scripts/lib/hosts.sh: host_node)."""
+    return f"rabbit@{vm_of(host)}" if TOPOLOGY == "ha" else "rabbit@localhost"
 
 
 @dataclass(frozen=True)
@@ -40,9 +55,12 @@ class Host:
     def __init__(self, role: str) -> None:
         self.role = role
         self.env = {**os.environ, "PM2_HOME": f"{HOSTS_DIR}/{role}/pm2", "PGHOST": f"{HOSTS_DIR}/{role}/pg",
-                    "RABBITMQ_NODENAME": "rabbit@localhost"}
+                    "RABBITMQ_NODENAME": node_of(role), "VM_IP": ip_of(role)}
 
     def run(self, *command: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        if Path(f"/etc/netns/cm-{self.role}/hosts").exists():
+            # Its VM's host name too, as scripts/lib/hosts.sh gives it (in_host): RabbitMQ's CLI names itself so.
+            command = ("unshare", "--uts", "sh", "-c", 'hostname "$0" && exec "$@"', vm_of(self.role), *command)
         return subprocess.run(["ip", "netns", "exec", f"cm-{self.role}", *command], env=self.env,
                               capture_output=True, text=True, timeout=timeout)
 
@@ -70,7 +88,12 @@ class Host:
         result = self.run("pm2", *args)
         assert result.returncode == 0, result.stderr
 
+    def listening(self, port: int | str) -> set[str]:
+        """The addresses something listens on at this TCP port in the host's namespace."""
+        lines = self.run("ss", "-ltnH", f"sport = :{port}").stdout.splitlines()
+        return {line.split()[3].rsplit(":", 1)[0] for line in lines}
+
 
 @pytest.fixture(scope="session")
 def hosts() -> dict[str, Host]:
-    return {role: Host(role) for role in ("gateway", "inventory", "billing", "outside")}
+    return {role: Host(role) for role in ("gateway", "inventory", *BILLING_NODES, "outside")}

@@ -11,10 +11,12 @@ import pytest
 from .conftest import REPO_ROOT
 
 
-def rabbitmq_files(resolved: str) -> str:
+def rabbitmq_files(resolved: str, cluster_address: str = "") -> str:
     """rabbitmq-env.conf and epmd.socket's drop-in, as written on a machine whose host name resolves to
-    `resolved` (getent replaced by a function answering that)."""
+    `resolved` (getent replaced by a function answering that), for a node of a cluster across machines reached at
+    `cluster_address` when given."""
     script = f"""
+        export RMQ_CLUSTER_ADDRESS='{cluster_address}'
         source scripts/lib/common.sh
         source scripts/lib/rabbitmq.sh
         getent() {{ [ -n '{resolved}' ] && echo '{resolved}       STREAM billing-vm'; }}
@@ -40,6 +42,17 @@ def test_a_name_on_another_loopback_address_gets_it_too():
     assert "ERL_EPMD_ADDRESS=127.0.0.1,127.0.2.1\n" in files
     assert "inet_dist_use_interface {127,0,2,1}" in files
     assert files.endswith("ListenStream=\nListenStream=127.0.0.1:4369\nListenStream=127.0.2.1:4369\n")
+
+
+def test_a_node_of_a_cluster_is_reached_by_its_peers_at_its_private_address():
+    # CRUD_MASTER_TOPOLOGY=ha's billing VMs: epmd on the private address too, and the distribution port on every
+    # address (Erlang binds one address or all; the peers use the private one, rabbitmqctl the name's loopback
+    # address), which the firewall opens to the peers only (scripts/firewall/cluster.nft).
+    files = rabbitmq_files("127.0.2.1", cluster_address="192.168.56.13")
+    assert "ERL_EPMD_ADDRESS=127.0.0.1,127.0.2.1,192.168.56.13\n" in files
+    assert "inet_dist_use_interface" not in files
+    assert files.endswith("ListenStream=\nListenStream=127.0.0.1:4369\nListenStream=127.0.2.1:4369\n"
+                          "ListenStream=192.168.56.13:4369\n")
 
 
 @pytest.mark.parametrize("resolved", ["192.168.56.12", ""], ids=["private-address", "unresolved"])

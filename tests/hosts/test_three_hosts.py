@@ -96,24 +96,18 @@ def test_inventory_and_billing_vms_do_not_reach_each_other(hosts):
     assert not hosts["billing"].can_connect(ip_of("inventory"), SETTINGS["INVENTORY_DB_PORT"])
 
 
-def listening(host, port: int | str) -> set[str]:
-    """The addresses something listens on at this TCP port in the host's namespace."""
-    lines = host.run("ss", "-ltnH", f"sport = :{port}").stdout.splitlines()
-    return {line.split()[3].rsplit(":", 1)[0] for line in lines}
-
-
 def test_what_nobody_else_needs_listens_on_loopback_only(hosts):
     # Beneath the firewall: a service nobody else talks to does not listen on the network at all.
-    assert listening(hosts["inventory"], SETTINGS["INVENTORY_DB_PORT"]) == {"127.0.0.1"}
-    assert listening(hosts["billing"], SETTINGS["BILLING_DB_PORT"]) == {"127.0.0.1"}
-    assert listening(hosts["billing"], SETTINGS["RABBITMQ_PORT"]) == {"127.0.0.1", ip_of("billing")}
-    assert listening(hosts["billing"], 4369) <= {"127.0.0.1", "[::1]"}  # epmd
-    assert listening(hosts["billing"], 25672) == {"127.0.0.1"}  # the node's distribution port
-    assert listening(hosts["billing"], 4369)
+    assert hosts["inventory"].listening(SETTINGS["INVENTORY_DB_PORT"]) == {"127.0.0.1"}
+    assert hosts["billing"].listening(SETTINGS["BILLING_DB_PORT"]) == {"127.0.0.1"}
+    assert hosts["billing"].listening(SETTINGS["RABBITMQ_PORT"]) == {"127.0.0.1", ip_of("billing")}
+    assert hosts["billing"].listening(4369) <= {"127.0.0.1", "[::1]"}  # epmd
+    assert hosts["billing"].listening(25672) == {"127.0.0.1"}  # the node's distribution port
+    assert hosts["billing"].listening(4369)
     # The operator's endpoints: metrics of the gateway and the inventory, billing's status.
-    assert listening(hosts["gateway"], SETTINGS["GATEWAY_METRICS_PORT"]) == {"127.0.0.1"}
-    assert listening(hosts["inventory"], SETTINGS["INVENTORY_METRICS_PORT"]) == {"127.0.0.1"}
-    assert listening(hosts["billing"], SETTINGS["BILLING_STATUS_PORT"]) == {"127.0.0.1"}
+    assert hosts["gateway"].listening(SETTINGS["GATEWAY_METRICS_PORT"]) == {"127.0.0.1"}
+    assert hosts["inventory"].listening(SETTINGS["INVENTORY_METRICS_PORT"]) == {"127.0.0.1"}
+    assert hosts["billing"].listening(SETTINGS["BILLING_STATUS_PORT"]) == {"127.0.0.1"}
 
 
 ROLE_APPS = {"gateway": ["api_gateway", "api_gateway_front"], "inventory": ["inventory_app"], "billing": ["billing_app"]}
@@ -127,7 +121,8 @@ def test_every_vm_runs_its_apps_in_pm2(hosts):
 
 def recorded_machines(**environment: str) -> dict:
     """What the Vagrantfile defines, read by tests/hosts/vagrant_machines.rb under the given environment."""
-    env = {key: value for key, value in os.environ.items() if key != "CRUD_MASTER_BOX"} | environment
+    env = {key: value for key, value in os.environ.items()
+           if key not in ("CRUD_MASTER_BOX", "CRUD_MASTER_TOPOLOGY")} | environment
     recorded = subprocess.run(["ruby", str(REPO_ROOT / "tests/hosts/vagrant_machines.rb"), "Vagrantfile"],
                               cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=60, check=True)
     return json.loads(recorded.stdout)
@@ -149,6 +144,32 @@ def test_the_vagrantfile_validates_and_defines_the_three_vms():
         assert machine["hostname"] == name
         assert machine["provisioners"][0]["inline"] == f"bash /vagrant/scripts/provision-{role}-vm.sh"
         assert (REPO_ROOT / f"scripts/provision-{role}-vm.sh").is_file()
+        assert machine["provisioners"][0]["env"]["CRUD_MASTER_TOPOLOGY"] == "three-vm"
+        assert machine["provisioners"][0]["env"]["VM_IP"] == ip_of(role)
+
+
+def test_the_vagrantfiles_ha_topology_adds_two_broker_vms():
+    machines = recorded_machines(CRUD_MASTER_TOPOLOGY="ha")
+    machines.pop("_box")
+    roles = {"gateway-vm": "gateway", "inventory-vm": "inventory", "billing-vm": "billing",
+             "billing-vm-2": "broker", "billing-vm-3": "broker"}
+    assert {name: m["networks"] for name, m in machines.items()} == {
+        name: [{"type": "private_network", "ip": ip_of(name.replace("-vm", ""))}] for name in roles
+    }
+    for name, machine in machines.items():
+        provisioner = machine["provisioners"][0]
+        assert provisioner["inline"] == f"bash /vagrant/scripts/provision-{roles[name]}-vm.sh"
+        assert provisioner["env"]["CRUD_MASTER_TOPOLOGY"] == "ha"
+        assert provisioner["env"]["VM_IP"] == ip_of(name.replace("-vm", ""))
+        assert provisioner["env"]["BILLING_VM_3_IP"] == ip_of("billing-3")
+    # billing-vm, whose node the others join, before them (VirtualBox brings the machines up in this order).
+    order = list(machines)
+    assert order.index("billing-vm") < order.index("billing-vm-2") < order.index("billing-vm-3")
+    refused = subprocess.run(["ruby", str(REPO_ROOT / "tests/hosts/vagrant_machines.rb"), "Vagrantfile"], cwd=REPO_ROOT,
+                             env={**os.environ, "CRUD_MASTER_TOPOLOGY": "five"}, capture_output=True, text=True,
+                             timeout=60)
+    assert refused.returncode != 0
+    assert "CRUD_MASTER_TOPOLOGY is three-vm (the default) or ha, not 'five'" in refused.stderr
 
 
 @pytest.mark.parametrize(("role", "database", "other"), [("inventory", "movies_db", "orders_db"),

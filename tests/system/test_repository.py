@@ -16,7 +16,7 @@ def secrets_of_env_file() -> dict[str, str]:
     secrets = {}
     for line in (REPO_ROOT / ".env").read_text().splitlines():
         key, _, value = line.partition("=")
-        if not line.startswith("#") and any(word in key for word in ("PASSWORD", "SECRET", "TOKEN")):
+        if not line.startswith("#") and any(word in key for word in ("PASSWORD", "SECRET", "TOKEN", "COOKIE")):
             secrets[key] = value
     return secrets
 
