@@ -231,11 +231,11 @@ def order_body(i: int) -> bytes:
 
 @contextmanager
 def child(cmd: list[str], name: str, log_dir: Path, env: dict[str, str] | None = None,
-          ready: Callable[[], bool] | None = None) -> Iterator[subprocess.Popen]:
+          ready: Callable[[], bool] | None = None, cwd: Path = ROOT) -> Iterator[subprocess.Popen]:
     """Run cmd as a foreground child in its own process group; stop it (and its workers) on the way out."""
     log_dir.mkdir(parents=True, exist_ok=True)
     with open(log_dir / f"{name}.log", "ab") as out:
-        process = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, cwd=ROOT)
+        process = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, cwd=cwd)
     try:
         if ready is not None:
             wait_until(lambda: process.poll() is None and ready(), 30, f"{name} to start (see {log_dir / name}.log)")

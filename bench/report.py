@@ -69,6 +69,12 @@ ROWS = [
         "one consumer", key("drain_rps"), lambda r: r["drain_two_consumers_rps"] / r["drain_rps"], "(report)",
         unit="orders/s"),
     Row("billing drain", "  lost / duplicates (all rounds)", pair("drain_lost", "drain_duplicates"), unit="rows"),
+    Row("inventory instances", "GET /api/movies/<id>, two behind HAProxy", key("inventories_balanced_two_rps"),
+        "HAProxy over one", key("inventories_balanced_one_rps"),
+        lambda r: r["inventories_balanced_two_rps"] / r["inventories_balanced_one_rps"], "(report)", unit="req/s"),
+    Row("inventory instances", "  HAProxy over one", key("inventories_balanced_one_rps"), "one instance direct",
+        key("inventories_one_rps"), lambda r: r["inventories_balanced_one_rps"] / r["inventories_one_rps"], "(report)",
+        unit="req/s"),
     Row("end to end", "200 -> row in orders_db p50 / p99", pair("e2e_p50", "e2e_p99"), "sent at (orders/s, half max ingest)",
         key("e2e_rate"), target="p99 <= 100 ms", met=lambda v, q: v[1] <= 100, unit="ms"),
 ]

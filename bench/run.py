@@ -62,6 +62,7 @@ def main() -> int:
             figures.update(scenarios.billing_ingest(settings, round_no, figures))
             figures.update(scenarios.end_to_end(settings, round_no, figures["ingest_rps"]))
             figures.update(scenarios.billing_drain(settings, round_no, RESULTS / "logs"))
+            figures.update(scenarios.inventory_instances(settings, round_no, RESULTS / "logs"))
             rounds.append(figures)
     summary = report.summarize(rounds)
     elapsed = time.monotonic() - started

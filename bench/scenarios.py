@@ -160,6 +160,56 @@ def http_get(settings: Settings, round_no: int) -> dict[str, float]:
     return figures
 
 
+# --- Scenario: one and two inventory instances (TOPOLOGY=ha's balancer) ------------------------------------
+
+def inventory_instances(settings: Settings, round_no: int, log_dir: Path) -> dict[str, float]:
+    """GET /api/movies/<random id> from the inventory: one instance direct, HAProxy over that one, HAProxy over two
+    (a second instance, as PM2 runs it for TOPOLOGY=ha: the same server.py with NODE_APP_INSTANCE=1, on the app's
+    ports + 1; TOPOLOGY=ha's balancer, scripts/load-balancer.sh), interleaved slices as http_get has them: what a
+    second instance adds on this machine, and what the balancer costs."""
+    port = int(settings.env["INVENTORY_PORT"])
+    inventory = ROOT / "srcs" / "inventory-app"
+    with ExitStack() as stack:
+        stack.enter_context(child([str(inventory / ".venv" / "bin" / "python"), "server.py"], "inventory-instance-1",
+                                  log_dir, env={**settings.env, "NODE_APP_INSTANCE": "1"}, cwd=inventory,
+                                  ready=lambda: requests.get(f"http://127.0.0.1:{port + 1}/health", timeout=1).ok))
+        targets = {"one": settings.inventory}
+        for name, instances, balancer_port in (("balanced_one", 1, port + 20), ("balanced_two", 2, port + 21)):
+            stack.enter_context(child(["bash", str(ROOT / "scripts" / "load-balancer.sh")], f"haproxy-{name}",
+                                      log_dir, env=_balancer_env(settings, balancer_port, instances),
+                                      ready=(lambda p: lambda: port_open(p))(balancer_port)))
+            targets[name] = f"http://127.0.0.1:{balancer_port}"
+        for name, base in targets.items():
+            response = requests.get(f"{base}/api/movies/{DATASET_ROWS // 3}", timeout=5)
+            check(response.status_code == 200 and response.json()["id"] == DATASET_ROWS // 3,
+                  f"{name}: GET /api/movies/{DATASET_ROWS // 3} -> {response.status_code}")
+        slices: dict[str, list[loadgen.Load]] = {name: [] for name in targets}
+        names = list(targets)
+        for slice_no in range(HTTP_SLICES):
+            shift = (round_no + slice_no) % len(names)
+            for name in names[shift:] + names[:shift]:
+                slices[name].append(loadgen.wrk(targets[name] + "/", "ids", "/api/movies/", str(DATASET_ROWS),
+                                                connections=HTTP_CONNECTIONS, duration_s=HTTP_SECONDS // HTTP_SLICES))
+    figures: dict[str, float] = {}
+    for name, loads in slices.items():
+        rate = sum(load.requests for load in loads) / sum(load.requests / load.rate for load in loads)
+        figures[f"inventories_{name}_rps"] = rate
+        figures[f"inventories_{name}_p99"] = statistics.median(load.p99_ms for load in loads)
+    log.info("  inventory: one %6.0f req/s | HAProxy over one %6.0f | HAProxy over two %6.0f",
+             figures["inventories_one_rps"], figures["inventories_balanced_one_rps"],
+             figures["inventories_balanced_two_rps"])
+    return figures
+
+
+def _balancer_env(settings: Settings, port: int, instances: int) -> dict[str, str]:
+    """scripts/load-balancer.sh's settings for a balancer over the first `instances` inventory instances only (its
+    gateway side on ports of its own, with no instance behind them)."""
+    return {**settings.env, "LB_INVENTORY_HOST": "127.0.0.1", "LB_INVENTORY_PORT": str(port),
+            "LB_GATEWAY_HOST": "127.0.0.1", "LB_GATEWAY_PORT": str(port + 100), "GATEWAY_PORT": str(port + 300),
+            "HA_INSTANCES": str(instances),
+            "GATEWAY_RUNTIME_DIR": tempfile.mkdtemp(prefix="crud-master-bench-haproxy-")}
+
+
 # --- Scenario: slow clients (GETs with and without connections that crawl) ------------------------------------
 
 SLOW_CLIENTS = {"one_byte": 500, "headers": 100, "bodies": 50}
