@@ -76,14 +76,18 @@ rmq_epmd_addresses() {
 # all, and the node is reached at both (by rabbitmqctl at its name's loopback address, by its peers at the private
 # one). The firewall admits only the peers (scripts/firewall/cluster.nft).
 rmq_env_conf() {
-  echo "# Written by crud-master (scripts/lib/rabbitmq.sh): epmd and the distribution port on loopback."
+  if [ -n "${RMQ_CLUSTER_ADDRESS:-}" ]; then
+    echo "# Written by crud-master (scripts/lib/rabbitmq.sh): epmd and the distribution port for a cluster's peers."
+  else
+    echo "# Written by crud-master (scripts/lib/rabbitmq.sh): epmd and the distribution port on loopback."
+  fi
   if ! rmq_node_name_on_loopback; then
     echo "# $(rmq_node_host) resolves to no loopback address: epmd and the distribution port stay as RabbitMQ has them."
     return 0
   fi
   echo "ERL_EPMD_ADDRESS=$(rmq_epmd_addresses)"
   if [ -n "${RMQ_CLUSTER_ADDRESS:-}" ]; then
-    echo "# A node of a cluster: its peers reach epmd and the distribution port at $RMQ_CLUSTER_ADDRESS."
+    echo "# Its peers reach epmd and the distribution port at $RMQ_CLUSTER_ADDRESS (the firewall admits only them)."
   else
     echo "SERVER_ADDITIONAL_ERL_ARGS=\"-kernel inet_dist_use_interface {$(rmq_node_address | tr . ,)}\""
   fi
