@@ -11,7 +11,8 @@ import statistics
 import tempfile
 import threading
 import time
-from contextlib import ExitStack
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
 from pathlib import Path
 
 import requests
@@ -121,40 +122,55 @@ def warm_up(settings: Settings) -> None:
 
 # --- Scenario: gateway proxy (and inventory direct vs the minimal app) ------------------------------------
 
-def http_get(settings: Settings, round_no: int) -> dict[str, float]:
-    """GET /api/movies/<random id> through each target, in HTTP_SLICES short slices per target, interleaved
+def interleaved_gets(targets: dict[str, str], round_no: int,
+                     watch: Callable[[str], AbstractContextManager[object]] = lambda _name: nullcontext(),
+                     ) -> dict[str, list[loadgen.Load]]:
+    """GET /api/movies/<random id> from each target, in HTTP_SLICES short slices per target, interleaved
     (A B C D, B C D A, ...): on a shared machine whose speed drifts within seconds, every target sees the same
-    drift, so the ratios compare like with like. Rate = all requests / all slice time; p50 and p99 are the
-    medians of the slices' own."""
-    names = list(http_targets(settings))
-    slices: dict[str, list[loadgen.Load]] = {name: [] for name in names}
+    drift, so the ratios compare like with like. `watch(name)` is entered around each of that target's slices."""
+    slices: dict[str, list[loadgen.Load]] = {name: [] for name in targets}
+    names = list(targets)
+    for slice_no in range(HTTP_SLICES):
+        shift = (round_no + slice_no) % len(names)
+        for name in names[shift:] + names[:shift]:
+            with watch(name):
+                slices[name].append(loadgen.wrk(targets[name] + "/", "ids", "/api/movies/", str(DATASET_ROWS),
+                                                connections=HTTP_CONNECTIONS, duration_s=HTTP_SECONDS // HTTP_SLICES))
+    return slices
+
+
+def slices_summary(loads: list[loadgen.Load]) -> tuple[float, float, float]:
+    """Rate = all requests / all slice time; p50 and p99 the medians of the slices' own."""
+    rate = sum(load.requests for load in loads) / sum(load.requests / load.rate for load in loads)
+    return rate, statistics.median(load.p50_ms for load in loads), statistics.median(load.p99_ms for load in loads)
+
+
+def http_get(settings: Settings, round_no: int) -> dict[str, float]:
+    """GET /api/movies/<random id> through each target, interleaved (interleaved_gets)."""
     # Where a proxied GET's CPU goes: the front (nginx), the gateway's application, the inventory; measured over
     # the gateway's slices only.
     groups = {"front": process_tree(pm2_pid(settings, "api_gateway_front")),
               "app": process_tree(pm2_pid(settings, "api_gateway")),
               "inventory": process_tree(pm2_pid(settings, "inventory_app"))}
     cpu_spent = dict.fromkeys(groups, 0.0)
-    for slice_no in range(HTTP_SLICES):
-        shift = (round_no + slice_no) % len(names)
-        for name in names[shift:] + names[:shift]:
-            before = {group: cpu_seconds(pids) for group, pids in groups.items()}
-            slices[name].append(loadgen.wrk(http_targets(settings)[name] + "/", "ids", "/api/movies/",
-                                            str(DATASET_ROWS), connections=HTTP_CONNECTIONS,
-                                            duration_s=HTTP_SECONDS // HTTP_SLICES))
-            if name == "gateway":
-                for group, pids in groups.items():
-                    cpu_spent[group] += cpu_seconds(pids) - before[group]
+
+    @contextmanager
+    def gateway_cpu(name: str) -> Iterator[None]:
+        before = {group: cpu_seconds(pids) for group, pids in groups.items()}
+        yield
+        if name == "gateway":
+            for group, pids in groups.items():
+                cpu_spent[group] += cpu_seconds(pids) - before[group]
+
+    slices = interleaved_gets(http_targets(settings), round_no, gateway_cpu)
     figures: dict[str, float] = {}
     proxied = sum(load.requests for load in slices["gateway"])
     for group, seconds in cpu_spent.items():
         figures[f"get_gateway_cpu_{group}_ms"] = seconds * 1000 / proxied
     log.info("  CPU per proxied GET: front %.3f ms, application %.3f ms, inventory %.3f ms",
              *(figures[f"get_gateway_cpu_{group}_ms"] for group in groups))
-    for name in names:
-        loads = slices[name]
-        rate = sum(load.requests for load in loads) / sum(load.requests / load.rate for load in loads)
-        p50 = statistics.median(load.p50_ms for load in loads)
-        p99 = statistics.median(load.p99_ms for load in loads)
+    for name, loads in slices.items():
+        rate, p50, p99 = slices_summary(loads)
         figures.update({f"get_{name}_rps": rate, f"get_{name}_p50": p50, f"get_{name}_p99": p99})
         log.info("  GET via %-8s %7.0f req/s  p50 %5.1f ms  p99 %5.1f ms", name, rate, p50, p99)
     return figures
@@ -183,18 +199,12 @@ def inventory_instances(settings: Settings, round_no: int, log_dir: Path) -> dic
             response = requests.get(f"{base}/api/movies/{DATASET_ROWS // 3}", timeout=5)
             check(response.status_code == 200 and response.json()["id"] == DATASET_ROWS // 3,
                   f"{name}: GET /api/movies/{DATASET_ROWS // 3} -> {response.status_code}")
-        slices: dict[str, list[loadgen.Load]] = {name: [] for name in targets}
-        names = list(targets)
-        for slice_no in range(HTTP_SLICES):
-            shift = (round_no + slice_no) % len(names)
-            for name in names[shift:] + names[:shift]:
-                slices[name].append(loadgen.wrk(targets[name] + "/", "ids", "/api/movies/", str(DATASET_ROWS),
-                                                connections=HTTP_CONNECTIONS, duration_s=HTTP_SECONDS // HTTP_SLICES))
+        slices = interleaved_gets(targets, round_no)
     figures: dict[str, float] = {}
     for name, loads in slices.items():
-        rate = sum(load.requests for load in loads) / sum(load.requests / load.rate for load in loads)
+        rate, _p50, p99 = slices_summary(loads)
         figures[f"inventories_{name}_rps"] = rate
-        figures[f"inventories_{name}_p99"] = statistics.median(load.p99_ms for load in loads)
+        figures[f"inventories_{name}_p99"] = p99
     log.info("  inventory: one %6.0f req/s | HAProxy over one %6.0f | HAProxy over two %6.0f",
              figures["inventories_one_rps"], figures["inventories_balanced_one_rps"],
              figures["inventories_balanced_two_rps"])
