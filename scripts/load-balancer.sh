@@ -82,6 +82,11 @@ frontend gateways
 $request_rules
     # The whole body first: a client that trickles one never holds a gateway.
     option http-buffer-request
+    # One request per client connection. When an instance fails under a request that is not the first of its
+    # client's connection, HAProxy closes that connection without any answer and logs nothing (the HTTP way of
+    # saying "send it again", which a client may not do with an order): the first request of a connection gets
+    # the 503 below.
+    option httpclose
     # HAProxy's own 502 (its backend's answer, marked) goes out as a 503; a gateway's own 502 (its inventory
     # unreachable) is passed on as it is.
     http-after-response set-status 503 if { status 502 } { res.hdr(X-Balancer-Error) -m found }

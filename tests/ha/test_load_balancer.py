@@ -152,3 +152,14 @@ def test_a_get_that_failed_on_one_gateway_is_answered_by_the_other_and_an_order_
     assert gets == [200] * 6
     orders = [requests.post(f"{url}/api/billing/", json={}, timeout=10).status_code for _ in range(6)]
     assert sorted(orders) == [200] * 3 + [503] * 3
+
+
+def test_an_order_on_a_kept_alive_connection_whose_gateway_fails_is_a_503_too(balancer):
+    # Round robin again, one client: whichever instance its first order goes to, one of its orders goes to the
+    # failing instance on the kept-alive connection a 200 came back on. HAProxy closes such a connection without
+    # any answer when a request that is not its first fails (a client may send that again, as it would to the
+    # instance itself), which would tell a client of an order nothing at all.
+    url = balancer(answers_everything, resets_all_but_health_checks)
+    session = requests.Session()
+    statuses = [session.post(f"{url}/api/billing/", json={}, timeout=10).status_code for _ in range(4)]
+    assert sorted(statuses) == [200] * 2 + [503] * 2
