@@ -11,7 +11,9 @@ while the gateway is idle, so an idle connection is not dropped.
 The connection goes to the first node of RABBITMQ_HOST that answers, each process starting at a node of its
 own. When it dies (the node stopped or was killed, the connection was closed), every message still waiting
 for its confirm fails; its request tries once more, on a new connection to the next live node, while its time
-lasts. A duplicate is harmless: the message id is the idempotency key the consumer deduplicates on.
+lasts. When the broker refuses or returns a message, the channel is replaced instead (a new one on the same
+connection declares the queue again), and the message is sent once more on it. A duplicate is harmless: the
+message id is the idempotency key the consumer deduplicates on.
 """
 
 from __future__ import annotations
@@ -49,11 +51,12 @@ class BrokerUnavailable(Exception):
 
 
 class _ConnectionLost(Exception):
-    """The connection an operation was on (or was waiting for) is gone: worth one more try on a new one."""
+    """The connection or channel an operation was on (or was waiting for) is gone: worth one more try on a new
+    one."""
 
 
 class _Unroutable(_ConnectionLost):
-    """The broker returned the message: no queue took it (deleted by an operator). A new connection declares the
+    """The broker returned the message: no queue took it (deleted by an operator). A new channel declares the
     queue again, so this is worth one more try too."""
 
 
@@ -61,7 +64,7 @@ class _Refused(Exception):
     """The broker nacked the message: the queue is full (reject-publish), or the channel is stuck refusing. The
     second is RabbitMQ 3.10's channel to a quorum queue whose leader was killed: it may nack every publish until
     that node is back, while a new channel's are confirmed (the chaos tests' leader kill: 23-63% of the orders sent
-    while the node was down refused). So the link starts afresh, and the message is sent once more on the new one,
+    while the node was down refused). So the link opens a new channel, and the message is sent once more on it,
     which nacks it again only if the queue is really full."""
 
 
@@ -98,11 +101,11 @@ class BrokerLink:
         }
         self._first_node: int | None = None  # a random one for this process's first connection
         self._connection: pika.SelectConnection | None = None
-        self._channel: Channel | None = None
-        self._opening = False
+        self._channel: Channel | None = None  # the channel ready for operations, if any
+        self._retired: Channel | None = None  # the channel being closed on purpose, for a new one
+        self._opening = False  # a connection or a channel is being made ready
         self._openings = 0
         self._closing = False
-        self._afresh = False  # the connection is being closed on purpose, for a new one
         # Operations waiting for the channel to be ready; those sent and not answered yet; and, of these, the
         # messages not yet confirmed, by delivery tag.
         self._waiting: deque[tuple[Callable[[Channel, Future[Any]], None], Future[Any]]] = deque()
@@ -179,18 +182,23 @@ class BrokerLink:
         except Exception as exc:  # noqa: BLE001 - reported to what waited for it
             self._fail_waiting(_ConnectionLost(one_line(exc)))
             return
+        self._begin_opening(workflow)
+
+    def _begin_opening(self, workflow: Any = None) -> None:
         self._opening = True
         self._openings += 1
         opening = self._openings
         # Everything until the queue is declared within the bound: a node that accepts the connection and then
-        # stalls (before or after the handshake) is given up, and the next attempt goes to the next node.
+        # stalls (before or after the handshake, or opening a channel) is given up, and the next attempt goes to
+        # the next node.
         self._ioloop.call_later(self._timeout_s, lambda: self._opening_overdue(workflow, opening))
 
     def _opening_overdue(self, workflow: Any, opening: int) -> None:
         if not self._opening or opening != self._openings:  # ready in time, or another opening since
             return
         if self._connection is None:
-            workflow.abort()  # reported to _on_connected as an AMQPConnectorAborted
+            if workflow is not None:
+                workflow.abort()  # reported to _on_connected as an AMQPConnectorAborted
         elif self._connection.is_open:
             log.warning("AMQP connection to %s not ready within %g s; giving it up",
                         self._connection.params.host, self._timeout_s)
@@ -206,6 +214,9 @@ class BrokerLink:
         self._first_node = node_after(self._rabbit, params.host, params.port)
         log.info("AMQP connection opened to %s:%s/%s", params.host, params.port, params.virtual_host)
         connection.add_on_close_callback(self._on_connection_closed)
+        self._open_channel(connection)
+
+    def _open_channel(self, connection: pika.SelectConnection) -> None:
         channel = connection.channel(on_open_callback=self._on_channel_open)
         channel.add_on_close_callback(self._on_channel_closed)
 
@@ -214,7 +225,8 @@ class BrokerLink:
         channel.add_on_return_callback(self._on_returned)
         self._last_tag = 0
         channel.confirm_delivery(
-            ack_nack_callback=self._on_confirm,
+            # What a retired channel still answers is not this channel's: its delivery tags count anew.
+            ack_nack_callback=lambda frame: self._on_confirm(frame) if channel is self._channel else None,
             callback=lambda _frame: declare_billing_queue_async(channel, self._rabbit.queue,
                                                                 lambda: self._on_ready(channel)),
         )
@@ -229,8 +241,10 @@ class BrokerLink:
         self._last_tag += 1
         self._unconfirmed[self._last_tag] = _Unconfirmed(future, properties.message_id)
 
-    def _on_returned(self, _channel: Channel, _method: Basic.Return, properties: pika.BasicProperties,
+    def _on_returned(self, channel: Channel, _method: Basic.Return, properties: pika.BasicProperties,
                      _body: bytes) -> None:
+        if channel is not self._channel:
+            return
         # The broker returns a message before it confirms it: mark the oldest one sent with this id.
         for unconfirmed in self._unconfirmed.values():
             if unconfirmed.message_id == properties.message_id and not unconfirmed.returned:
@@ -255,19 +269,29 @@ class BrokerLink:
             else:
                 unconfirmed.future.set_result(None)
         if returned:
-            self._start_afresh("billing queue gone: declaring it again")
+            self._renew_channel("billing queue gone: declaring it again")
         elif isinstance(method, Basic.Nack):
-            self._start_afresh("a message refused: a new channel")
+            self._renew_channel("a message refused")
 
-    def _start_afresh(self, reason: str) -> None:
-        """Close the connection for a new one (a new channel, the queue declared again), which what is submitted
-        from now on waits for. Messages sent and not confirmed yet fail, and are sent once more by their request."""
-        if self._connection is not None and self._connection.is_open and not self._afresh:
-            self._afresh = True
-            self._channel = None
-            self._connection.close(reply_text=reason)
+    def _renew_channel(self, reason: str) -> None:
+        """Close the channel for a new one on the same connection (the queue declared again), which what is
+        submitted from now on waits for. What was sent on the old one and not answered yet fails, and is sent
+        once more by its request."""
+        channel = self._channel
+        if channel is None or not channel.is_open:
+            return
+        log.info("AMQP channel replaced: %s", reason)
+        self._channel, self._retired = None, channel
+        self._fail_running(_ConnectionLost(reason))
+        self._begin_opening()
+        channel.close(reply_text=reason)
 
-    def _on_channel_closed(self, _channel: Channel, reason: Exception) -> None:
+    def _on_channel_closed(self, channel: Channel, reason: Exception) -> None:
+        if channel is self._retired:
+            self._retired = None
+            if self._connection is not None and self._connection.is_open:
+                self._open_channel(self._connection)
+            return
         # A channel the broker closed (a declaration it refused, a queue gone under a passive declare): start
         # afresh with a new connection, which declares the queue again. A channel closed with its connection
         # is left to the connection's own callback.
@@ -279,16 +303,12 @@ class BrokerLink:
         if connection is not self._connection:
             return
         log.info("AMQP connection closed: %s", one_line(reason))
-        was_ready, self._afresh = self._channel is not None or self._afresh, False
+        was_ready = self._channel is not None
         self._connection = None
-        self._channel = None
+        self._channel = self._retired = None
         self._opening = False
         lost = _ConnectionLost(one_line(reason))
-        for future in self._running:
-            if not future.done():
-                future.set_exception(lost)
-        self._running.clear()
-        self._unconfirmed.clear()
+        self._fail_running(lost)
         if not was_ready:
             # It never got as far as a channel with the queue declared: what waited for it fails.
             self._fail_waiting(lost)
@@ -302,12 +322,15 @@ class BrokerLink:
             if future.set_running_or_notify_cancel():
                 future.set_exception(error)
 
-    def _fail_all(self, error: Exception) -> None:
+    def _fail_running(self, error: Exception) -> None:
         for future in self._running:
             if not future.done():
                 future.set_exception(error)
         self._running.clear()
         self._unconfirmed.clear()
+
+    def _fail_all(self, error: Exception) -> None:
+        self._fail_running(error)
         self._fail_waiting(error)
 
     def _shut_down(self) -> None:
@@ -343,41 +366,32 @@ class Publisher:
             correlation_id=correlation_id,
             timestamp=int(time.time()),
         )
-        link = self._broker_link()
-        deadline = time.monotonic() + self._timeout_s
-        for attempt in (1, 2):
-            try:
-                link.call(lambda channel, future: link.publish(channel, future, body, properties),
-                          deadline - time.monotonic())
-                return
-            except FutureTimeout:
-                raise BrokerUnavailable(f"no confirm from the broker within {self._timeout_s:g} s") from None
-            except (_Refused, _ConnectionLost) as exc:
-                failure = exc
-            if attempt == 1 and time.monotonic() < deadline:
-                log.info("publish failed (%s); trying once more on a new connection", failure)
-                continue
-            raise BrokerUnavailable(str(failure), refused=isinstance(failure, _Refused))
-        raise AssertionError("unreachable")
+        self._call_twice(lambda link, channel, future: link.publish(channel, future, body, properties), "confirm")
 
     def queue_state(self) -> QueueState:
         """Depth and consumers of the queue (for /health), within `timeout_s`."""
-        link = self._broker_link()
         queue = self._rabbit.queue
 
-        def passive_declare(channel: Channel, future: Future[QueueState]) -> None:
+        def passive_declare(_link: BrokerLink, channel: Channel, future: Future[QueueState]) -> None:
             channel.queue_declare(queue, passive=True, callback=lambda frame: future.set_result(
                 QueueState(frame.method.message_count, frame.method.consumer_count)))
 
+        return self._call_twice(passive_declare, "answer")
+
+    def _call_twice(self, operation: Callable[[BrokerLink, Channel, Future[Result]], None], awaited: str) -> Result:
+        """`operation` on the process's link, within `timeout_s`; once more, on a new channel or connection, if
+        the first one was lost or refused. BrokerUnavailable when neither was answered in time."""
+        link = self._broker_link()
         deadline = time.monotonic() + self._timeout_s
         for attempt in (1, 2):
             try:
-                return link.call(passive_declare, deadline - time.monotonic())
+                return link.call(lambda channel, future: operation(link, channel, future), deadline - time.monotonic())
             except FutureTimeout:
-                raise BrokerUnavailable(f"no answer from the broker within {self._timeout_s:g} s") from None
-            except _ConnectionLost as exc:
+                raise BrokerUnavailable(f"no {awaited} from the broker within {self._timeout_s:g} s") from None
+            except (_Refused, _ConnectionLost) as exc:
                 if attempt == 2 or time.monotonic() >= deadline:
-                    raise BrokerUnavailable(str(exc)) from None
+                    raise BrokerUnavailable(str(exc), refused=isinstance(exc, _Refused)) from None
+                log.info("AMQP operation failed (%s); trying once more", exc)
         raise AssertionError("unreachable")
 
     def close(self) -> None:

@@ -304,7 +304,7 @@ def test_broker_down_gives_503_never_200_and_recovers_without_restart(client, am
         assert channel.queue_declare(config.rabbitmq.queue, passive=True).method.message_count == 2
 
 
-def test_a_full_queue_nacks_and_the_answer_is_503_never_200(client, amqp, config):
+def test_a_full_queue_nacks_and_the_answer_is_503_never_200(client, amqp, config, caplog):
     # The queue's overflow behaviour is reject-publish: once it is over its length limit, the broker nacks.
     from crud_common.billing import declare_billing_queue
 
@@ -312,6 +312,7 @@ def test_a_full_queue_nacks_and_the_answer_is_503_never_200(client, amqp, config
     # Priority 10: above the provisioned limit (scripts/lib/rabbitmq.sh), which may be on this vhost too.
     rabbitmqctl("set_policy", "-p", config.rabbitmq.vhost, "--apply-to", "queues", "--priority", "10", policy,
                 f"^{queue}$", '{"max-length": 1}')
+    caplog.set_level(logging.INFO, logger="app.publisher")
     try:
         deadline = time.monotonic() + 15  # the broker applies a policy asynchronously
         statuses: list[int] = []
@@ -330,6 +331,11 @@ def test_a_full_queue_nacks_and_the_answer_is_503_never_200(client, amqp, config
         assert drained == statuses.count(200)
         # Once the consumer has made room, orders are taken again.
         assert client.post("/api/billing", json=ORDER).status_code == 200
+        # Each refusal cost a new channel, never a new connection: a flood of orders against a full queue is
+        # no flood of connections to the broker.
+        messages = [record.getMessage() for record in caplog.records]
+        assert sum(message.startswith("AMQP connection opened") for message in messages) == 1, messages
+        assert sum(message.startswith("AMQP channel replaced: a message refused") for message in messages) >= 2
     finally:
         # RabbitMQ 3.10 keeps a quorum queue that was over its limit refusing publishes when the limit is
         # removed; a fresh queue leaves nothing behind for the next test.
