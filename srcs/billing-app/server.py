@@ -27,7 +27,7 @@ def main() -> int:
         service = create_service(config)
     except OSError as exc:  # the status port is taken
         log.error("cannot open the status endpoint on %s:%d: %s", config.billing.status_host,
-                  config.status_port, exc)
+                  config.billing.status_port, exc)
         return 1
 
     def request_stop(signum: int, _frame: object) -> None:

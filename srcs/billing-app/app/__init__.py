@@ -21,7 +21,7 @@ class BillingService:
         self.consumer = ReconnectingConsumer(config, self.store, self.metrics)
         self.status = StatusServer(
             config.billing.status_host,
-            config.status_port,
+            config.billing.status_port,
             self.metrics,
             consumer_connected=lambda: self.consumer.connected,
             database_reachable=self.store.reachable,

@@ -61,8 +61,6 @@ class Config:
     rabbitmq: RabbitSettings = part("RABBITMQ_")
     pm2: Pm2InstanceSettings = part("NODE_APP_", default=Pm2InstanceSettings)
 
-    @property
-    def status_port(self) -> int:
-        """BILLING_STATUS_PORT plus the PM2 instance number: each consumer of TOPOLOGY=ha has its own (0, any
-        free port, stays 0)."""
-        return self.billing.status_port + self.pm2.instance if self.billing.status_port else 0
+    def __post_init__(self) -> None:
+        # Instance n of the consumer under PM2 (TOPOLOGY=ha runs two) serves its status on BILLING_STATUS_PORT + n.
+        object.__setattr__(self, "billing", self.pm2.shift(self.billing, "status_port"))

@@ -54,7 +54,7 @@ def test_loopback_status_hosts_are_accepted(host):
 def test_each_pm2_instance_has_its_own_status_port(port, instance, listens_on):
     # TOPOLOGY=ha runs two consumers: `pm2 scale billing_app 2` numbers them in NODE_APP_INSTANCE.
     changes = {"BILLING_STATUS_PORT": port} | ({"NODE_APP_INSTANCE": instance} if instance is not None else {})
-    assert config_for_tests(**changes).status_port == listens_on
+    assert config_for_tests(**changes).billing.status_port == listens_on
 
 
 def test_a_bad_pm2_instance_is_named():

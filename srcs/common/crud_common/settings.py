@@ -59,9 +59,11 @@ class Pm2InstanceSettings(Settings):
 
     instance: Annotated[int, Field(ge=0, le=99)] = 0
 
-    def shift(self, listener: ListenerT) -> ListenerT:
-        """`listener` (settings with a `port`) as this instance has it: its port plus the instance number."""
-        return listener.model_copy(update={"port": listener.port + self.instance}) if self.instance else listener
+    def shift(self, listener: ListenerT, field: str = "port") -> ListenerT:
+        """`listener` (settings with a port in `field`) as this instance has it: that port plus the instance
+        number; a port of 0 (any free one) stays 0."""
+        port = getattr(listener, field)
+        return listener.model_copy(update={field: port + self.instance}) if self.instance and port else listener
 
 
 class MetricsSettings(Settings):

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 
 from crud_common.amqp import node_after, node_parameters
 from crud_common.settings import (
-    DatabaseSettings, RabbitSettings, Settings, SettingsError, environment, load, load_parts, part,
+    DatabaseSettings, MetricsSettings, Pm2InstanceSettings, RabbitSettings, Settings, SettingsError, environment, load,
+    load_parts, part,
 )
 
 DATABASE = {"INVENTORY_DB_HOST": "127.0.0.1", "INVENTORY_DB_PORT": "5432", "INVENTORY_DB_NAME": "movies_db",
@@ -113,3 +114,21 @@ def test_an_entry_point_with_bad_settings_exits_2_naming_them():
     assert result.returncode == 2
     assert "invalid test settings: NOWHERE_HOST is not set" in result.stdout
     assert result.stdout.count("invalid test settings") == 6
+
+
+
+class StatusSettings(Settings):
+    status_port: int
+
+
+@pytest.mark.parametrize(("instance", "port", "listens_on"), [(0, 8081, 8081), (1, 8081, 8082), (3, 8081, 8084),
+                                                              (1, 0, 0)])
+def test_a_pm2_instance_listens_on_its_app_s_port_plus_its_number(instance, port, listens_on):
+    # Port 0 is any free port, which stays any free port.
+    listener = StatusSettings(status_port=port)
+    assert Pm2InstanceSettings(instance=instance).shift(listener, "status_port").status_port == listens_on
+    assert listener.status_port == port  # a copy: the app's own settings are left as they are
+
+
+def test_a_pm2_instance_shifts_port_unless_told_another_field():
+    assert Pm2InstanceSettings(instance=2).shift(MetricsSettings(port=9101)).port == 9103
