@@ -13,7 +13,7 @@ import pytest
 
 from crud_common.testing import wait_for
 
-from .conftest import BILLING_NODES, REPO_ROOT, SETTINGS, TOPOLOGY, ip_of, node_of
+from .conftest import BILLING_NODES, REPO_ROOT, SETTINGS, TOPOLOGY, ip_of
 
 
 
@@ -24,7 +24,8 @@ def _ha_build() -> None:
 
 GATEWAY = f"http://{SETTINGS['GATEWAY_VM_IP']}:{SETTINGS['GATEWAY_PORT']}"
 QUEUE = SETTINGS["RABBITMQ_QUEUE"]
-NODES = {node_of(host) for host in BILLING_NODES}
+# The nodes the Vagrantfile's three billing VMs are, by their hostnames (what the namespaces' hosts are named for).
+NODES = {"rabbit@billing-vm", "rabbit@billing-vm-2", "rabbit@billing-vm-3"}
 
 
 def nodes_in(text: str) -> set[str]:
@@ -65,7 +66,6 @@ def order_until_accepted(hosts, key: str, attempts: int = 20) -> tuple[list[int]
 def test_the_three_nodes_form_one_cluster(hosts):
     for host in BILLING_NODES:
         assert running_nodes(hosts[host]) == NODES
-    assert NODES == {"rabbit@billing-vm", "rabbit@billing-vm-2", "rabbit@billing-vm-3"}
 
 
 def test_billing_queue_and_its_dead_letter_queue_have_a_replica_on_every_node(hosts):
