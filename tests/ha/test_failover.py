@@ -150,7 +150,9 @@ def assert_every_order_stored_once(stream: OrderStream) -> None:
         time.sleep(1)
     lost = set(stream.accepted.values()) - set(per_id)
     assert not lost, f"{len(lost)} orders answered 200 and not stored"
-    assert set(per_id.values()) == {1} and rows == len(stream.accepted), "an order stored twice"
+    # orders.message_id is unique, so a copy of an order could only be a row under another message id: each
+    # stream user places one order, so its rows are counted by user.
+    assert rows == len(stream.accepted), f"{rows - len(stream.accepted)} orders stored twice"
 
 
 def assert_only_200_and_503(stream: OrderStream) -> None:
