@@ -103,6 +103,7 @@ class BrokerLink:
         self._connection: pika.SelectConnection | None = None
         self._channel: Channel | None = None  # the channel ready for operations, if any
         self._retired: Channel | None = None  # the channel being closed on purpose, for a new one
+        self._renewing = False  # from then until the new channel is ready
         self._opening = False  # a connection or a channel is being made ready
         self._openings = 0
         self._closing = False
@@ -233,7 +234,7 @@ class BrokerLink:
 
     def _on_ready(self, channel: Channel) -> None:
         self._channel = channel
-        self._opening = False
+        self._opening = self._renewing = False
         self._run_waiting()
 
     def publish(self, channel: Channel, future: Future[None], body: bytes, properties: pika.BasicProperties) -> None:
@@ -275,14 +276,19 @@ class BrokerLink:
 
     def _renew_channel(self, reason: str) -> None:
         """Close the channel for a new one on the same connection (the queue declared again), which what is
-        submitted from now on waits for. What was sent on the old one and not answered yet fails, and is sent
-        once more by its request."""
+        submitted from now on waits for. The messages sent on the old one and not confirmed yet fail, and are sent
+        once more by their request; the old channel still answers what else it was asked (its close waits for
+        that)."""
         channel = self._channel
         if channel is None or not channel.is_open:
             return
         log.info("AMQP channel replaced: %s", reason)
-        self._channel, self._retired = None, channel
-        self._fail_running(_ConnectionLost(reason))
+        self._channel, self._retired, self._renewing = None, channel, True
+        lost = _ConnectionLost(reason)
+        for unconfirmed in self._unconfirmed.values():
+            if not unconfirmed.future.done():
+                unconfirmed.future.set_exception(lost)
+        self._unconfirmed.clear()
         self._begin_opening()
         channel.close(reply_text=reason)
 
@@ -303,10 +309,11 @@ class BrokerLink:
         if connection is not self._connection:
             return
         log.info("AMQP connection closed: %s", one_line(reason))
-        was_ready = self._channel is not None
+        # Ready, or replacing its channel: what waits was never sent, and waits for the next connection.
+        was_ready = self._channel is not None or self._renewing
         self._connection = None
         self._channel = self._retired = None
-        self._opening = False
+        self._opening = self._renewing = False
         lost = _ConnectionLost(one_line(reason))
         self._fail_running(lost)
         if not was_ready:
@@ -373,7 +380,7 @@ class Publisher:
         queue = self._rabbit.queue
 
         def passive_declare(_link: BrokerLink, channel: Channel, future: Future[QueueState]) -> None:
-            channel.queue_declare(queue, passive=True, callback=lambda frame: future.set_result(
+            channel.queue_declare(queue, passive=True, callback=lambda frame: future.done() or future.set_result(
                 QueueState(frame.method.message_count, frame.method.consumer_count)))
 
         return self._call_twice(passive_declare, "answer")

@@ -8,9 +8,11 @@ import logging
 import os
 import signal
 import subprocess
+import threading
 import time
 
 import pytest
+from app.publisher import BrokerUnavailable
 
 ORDER = {"user_id": "3", "number_of_items": "5", "total_amount": "180"}
 
@@ -313,11 +315,25 @@ def test_a_full_queue_nacks_and_the_answer_is_503_never_200(client, amqp, config
     rabbitmqctl("set_policy", "-p", config.rabbitmq.vhost, "--apply-to", "queues", "--priority", "10", policy,
                 f"^{queue}$", '{"max-length": 1}')
     caplog.set_level(logging.INFO, logger="app.publisher")
+    # /health's questions to the broker (the queue's depth) go on meanwhile, on the channel a refusal replaces.
+    publisher, checking = client.application.extensions["publisher"], threading.Event()
+    depths: list[int | str] = []
+
+    def check_the_queue() -> None:
+        while not checking.is_set():
+            try:
+                depths.append(publisher.queue_state().messages)
+            except BrokerUnavailable as exc:
+                depths.append(str(exc))
+
+    checker = threading.Thread(target=check_the_queue, daemon=True)
     try:
         deadline = time.monotonic() + 15  # the broker applies a policy asynchronously
         statuses: list[int] = []
         while 503 not in statuses and time.monotonic() < deadline:
             statuses.append(client.post("/api/billing", json=ORDER).status_code)
+            if not checker.is_alive():
+                checker.start()
         assert statuses[-1] == 503, statuses
         assert set(statuses[:-1]) <= {200}
         refused = client.post("/api/billing", json=ORDER)
@@ -331,6 +347,9 @@ def test_a_full_queue_nacks_and_the_answer_is_503_never_200(client, amqp, config
         assert drained == statuses.count(200)
         # Once the consumer has made room, orders are taken again.
         assert client.post("/api/billing", json=ORDER).status_code == 200
+        checking.set()
+        checker.join(timeout=10)
+        assert depths and all(isinstance(depth, int) for depth in depths), depths
         # Each refusal cost a new channel, never a new connection: a flood of orders against a full queue is
         # no flood of connections to the broker.
         messages = [record.getMessage() for record in caplog.records]
