@@ -201,7 +201,7 @@ class BrokerLink:
             if workflow is not None:
                 workflow.abort()  # reported to _on_connected as an AMQPConnectorAborted
         elif self._connection.is_open:
-            log.warning("AMQP connection to %s not ready within %g s; giving it up",
+            log.warning("AMQP connection to %s (or its new channel) not ready within %g s; giving it up",
                         self._connection.params.host, self._timeout_s)
             self._connection.close()
 
