@@ -42,9 +42,10 @@ test_inventory() {
 }
 
 # The gateway's suite runs in front of the real inventory (its own venv, on INVENTORY_TEST_DB_NAME, which its
-# fixtures migrate) and publishes to RABBITMQ_TEST_VHOST.
+# fixtures migrate) and publishes to RABBITMQ_TEST_VHOST; its front tests run nginx, as the gateway's front does.
 test_gateway() {
   require_vars INVENTORY_DB_USER INVENTORY_DB_PASSWORD INVENTORY_TEST_DB_NAME RABBITMQ_TEST_VHOST
+  apt_install_missing nginx-light
   rmq_ensure_account "$RABBITMQ_TEST_VHOST"
   pg_ensure_role "$INVENTORY_DB_USER" "$INVENTORY_DB_PASSWORD"
   pg_ensure_database "$INVENTORY_TEST_DB_NAME" "$INVENTORY_DB_USER"
