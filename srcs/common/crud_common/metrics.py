@@ -78,9 +78,31 @@ def count_across_processes(directory: Path) -> None:
     values.ValueClass = values.get_value_class()
 
 
+def count_in_files_as(directory: Path, process_name: str) -> None:
+    """For a process that is not one of gunicorn's workers but whose counts a master adds to its own (the
+    gateway's front): its metrics keep their values in `directory`, in files named after `process_name` rather
+    than a pid, so that the same process started again takes its counts up where it left them (a counter that
+    falls back to 0 beside ones that do not would read as a reset of the whole sum)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(directory)
+    values.ValueClass = values.MultiProcessValue(process_identifier=lambda: process_name)
+
+
 def worker_gone(directory: Path, pid: int) -> None:
     """A worker exited: its gauges go (its counters stay in the sums, as Prometheus expects of counters)."""
     multiprocess.mark_process_dead(pid, str(directory))
+
+
+class _FilesCollector:
+    """prometheus_client's MultiProcessCollector over the value files of several directories at once (it takes
+    one): a metric written by processes of two directories is one sum, not two families of the same name."""
+
+    def __init__(self, directories: Iterable[Path]) -> None:
+        self._directories = tuple(directories)
+
+    def collect(self) -> Iterable[Any]:
+        files = [str(path) for directory in self._directories for path in sorted(directory.glob("*.db"))]
+        return multiprocess.MultiProcessCollector.merge(files, accumulate=True)
 
 
 class _ThreadingServer(ThreadingMixIn, WSGIServer):
@@ -102,10 +124,14 @@ class MetricsEndpoint:
         self._server: WSGIServer | None = None
 
     @classmethod
-    def across_processes(cls, host: str, port: int, directory: Path) -> MetricsEndpoint:
+    def across_processes(cls, host: str, port: int, directory: Path,
+                         also_from: Iterable[Path] = ()) -> MetricsEndpoint:
+        """The values of every process that writes into `directory` or into one of `also_from`, added up."""
+        directories = (directory, *also_from)
+
         def registry() -> CollectorRegistry:
             summed = CollectorRegistry()
-            multiprocess.MultiProcessCollector(summed, path=str(directory))
+            summed.register(_FilesCollector(directories))
             return summed
 
         return cls(host, port, registry)

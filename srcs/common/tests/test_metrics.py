@@ -100,6 +100,7 @@ def test_the_endpoint_answers_anything_else_in_the_json_error_shape(endpoint):
 
 SERVER = """
 import os, sys
+from pathlib import Path
 from crud_common.logs import configure_logging
 from crud_common.metrics import HttpMetrics
 from crud_common.serving import serve
@@ -116,8 +117,10 @@ def load_app():
     return app
 
 configure_logging()
+also_from = tuple(Path(path) for path in sys.argv[3:])
 serve(HttpServerSettings(host="127.0.0.1", port=int(sys.argv[1]), workers=2, threads=2), load_app,
-      name="test_metrics", keepalive=0, metrics=MetricsSettings(host="127.0.0.1", port=int(sys.argv[2])))
+      name="test_metrics", keepalive=0, metrics=MetricsSettings(host="127.0.0.1", port=int(sys.argv[2])),
+      metrics_also_from=also_from)
 """
 
 
@@ -137,6 +140,49 @@ def test_the_master_serves_the_sum_of_every_worker(tmp_path):
         counted = re.search(r'^http_requests_total\{method="GET",route="/pid",status="200"\} (\S+)$', scraped, re.M)
         # The readiness probe above was counted too.
         assert counted and float(counted.group(1)) == len(answered_by) + 1
+    finally:
+        process.terminate()
+        assert process.wait(timeout=30) == 0
+
+
+# A process beside the server, as the gateway's front is: it counts in files of its own directory.
+BESIDE = """
+import sys
+from pathlib import Path
+from crud_common.metrics import HttpMetrics, count_in_files_as
+
+count_in_files_as(Path(sys.argv[1]), "beside")
+metrics = HttpMetrics()
+for _ in range(int(sys.argv[2])):
+    metrics.observe("/pid", "GET", 200, 0.001)
+"""
+
+
+def scraped_count(metrics_port: int) -> float:
+    scraped = fetch(f"http://127.0.0.1:{metrics_port}/metrics")[2]
+    counted = re.search(r'^http_requests_total\{method="GET",route="/pid",status="200"\} (\S+)$', scraped, re.M)
+    assert counted, scraped
+    assert len(re.findall(r"^# TYPE http_requests_total counter$", scraped, re.M)) <= 1, "one family, not two"
+    return float(counted.group(1))
+
+
+def test_the_master_adds_the_counts_of_a_process_beside_it_which_keeps_them_across_its_restarts(tmp_path):
+    port, metrics_port = free_port(), free_port()
+    beside = tmp_path / "beside"
+    environ = {key: value for key, value in os.environ.items() if key != "PROMETHEUS_MULTIPROC_DIR"}
+    process = subprocess.Popen([sys.executable, "-c", SERVER, str(port), str(metrics_port), str(beside)],
+                               env=environ, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for("the test server to answer", lambda: http_status(f"http://127.0.0.1:{port}/") == 200)
+        wait_for("its metrics", lambda: http_status(f"http://127.0.0.1:{metrics_port}/metrics") == 200)
+        own = scraped_count(metrics_port)
+        assert own >= 1
+        # Counted by the process beside, then by the same process started again: its counts go on from where
+        # they were (a sum that fell back would read as a reset), and they add to the workers'.
+        for counts, total in ((3, 3), (2, 5)):
+            subprocess.run([sys.executable, "-c", BESIDE, str(beside), str(counts)], env=environ, check=True)
+            assert scraped_count(metrics_port) == own + total
+        assert {path.name for path in beside.glob("*.db")} == {"counter_beside.db", "histogram_beside.db"}
     finally:
         process.terminate()
         assert process.wait(timeout=30) == 0
