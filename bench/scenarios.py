@@ -95,9 +95,21 @@ def http_targets(settings: Settings) -> dict[str, str]:
     return {
         "direct": settings.inventory,
         "gateway": settings.gateway,
+        # The same gateway, its front handing the GETs to the application (WRK_MODES) rather than to the inventory.
+        "application": settings.gateway,
         "nginx": f"http://127.0.0.1:{settings.nginx_port}",
         "minimal": f"http://127.0.0.1:{settings.minimal_port}",
     }
+
+
+# wrk's mode per target (bench/wrk/bench.lua), "ids" unless named here; and the headers that make a request of
+# the check below take the same path.
+WRK_MODES = {"application": "ids-via-application"}
+VIA_APPLICATION_HEADERS = {"Connection": "keep-alive, X-Bench-Hop", "X-Bench-Hop": "1"}
+
+
+def _headers_of(name: str) -> dict[str, str]:
+    return VIA_APPLICATION_HEADERS if WRK_MODES.get(name) == "ids-via-application" else {}
 
 
 def check_get_answers(settings: Settings) -> None:
@@ -105,19 +117,20 @@ def check_get_answers(settings: Settings) -> None:
     movie_id = DATASET_ROWS // 2
     expected = None
     for name, base in http_targets(settings).items():
-        response = requests.get(f"{base}/api/movies/{movie_id}", timeout=5)
+        response = requests.get(f"{base}/api/movies/{movie_id}", headers=_headers_of(name), timeout=5)
         check(response.status_code == 200, f"{name}: GET /api/movies/{movie_id} -> {response.status_code}")
         body = response.json()
         check(body["id"] == movie_id, f"{name}: answered movie {body.get('id')} for {movie_id}")
         expected = expected or body
         check(body == expected, f"{name}: answered {body}, another target {expected}")
-        missing = requests.get(f"{base}/api/movies/{DATASET_ROWS + 10}", timeout=5)
+        missing = requests.get(f"{base}/api/movies/{DATASET_ROWS + 10}", headers=_headers_of(name), timeout=5)
         check(missing.status_code == 404, f"{name}: a missing movie -> {missing.status_code}")
 
 
 def warm_up(settings: Settings) -> None:
-    for base in http_targets(settings).values():
-        loadgen.wrk(base + "/", "ids", "/api/movies/", str(DATASET_ROWS), connections=HTTP_CONNECTIONS, duration_s=1)
+    for name, base in http_targets(settings).items():
+        loadgen.wrk(base + "/", WRK_MODES.get(name, "ids"), "/api/movies/", str(DATASET_ROWS),
+                    connections=HTTP_CONNECTIONS, duration_s=1)
 
 
 # --- Scenario: gateway proxy (and inventory direct vs the minimal app) ------------------------------------
@@ -134,8 +147,9 @@ def interleaved_gets(targets: dict[str, str], round_no: int,
         shift = (round_no + slice_no) % len(names)
         for name in names[shift:] + names[:shift]:
             with watch(name):
-                slices[name].append(loadgen.wrk(targets[name] + "/", "ids", "/api/movies/", str(DATASET_ROWS),
-                                                connections=HTTP_CONNECTIONS, duration_s=HTTP_SECONDS // HTTP_SLICES))
+                slices[name].append(loadgen.wrk(targets[name] + "/", WRK_MODES.get(name, "ids"), "/api/movies/",
+                                                str(DATASET_ROWS), connections=HTTP_CONNECTIONS,
+                                                duration_s=HTTP_SECONDS // HTTP_SLICES))
     return slices
 
 
@@ -147,28 +161,30 @@ def slices_summary(loads: list[loadgen.Load]) -> tuple[float, float, float]:
 
 def http_get(settings: Settings, round_no: int) -> dict[str, float]:
     """GET /api/movies/<random id> through each target, interleaved (interleaved_gets)."""
-    # Where a proxied GET's CPU goes: the front (nginx), the gateway's application, the inventory; measured over
-    # the gateway's slices only.
+    # Where a proxied GET's CPU goes: the front (nginx and front.py), the gateway's application, the inventory;
+    # measured over the slices of each of the gateway's two paths.
     groups = {"front": process_tree(pm2_pid(settings, "api_gateway_front")),
               "app": process_tree(pm2_pid(settings, "api_gateway")),
               "inventory": process_tree(pm2_pid(settings, "inventory_app"))}
-    cpu_spent = dict.fromkeys(groups, 0.0)
+    paths = ("gateway", "application")
+    cpu_spent = {(path, group): 0.0 for path in paths for group in groups}
 
     @contextmanager
     def gateway_cpu(name: str) -> Iterator[None]:
         before = {group: cpu_seconds(pids) for group, pids in groups.items()}
         yield
-        if name == "gateway":
+        if name in paths:
             for group, pids in groups.items():
-                cpu_spent[group] += cpu_seconds(pids) - before[group]
+                cpu_spent[name, group] += cpu_seconds(pids) - before[group]
 
     slices = interleaved_gets(http_targets(settings), round_no, gateway_cpu)
     figures: dict[str, float] = {}
-    proxied = sum(load.requests for load in slices["gateway"])
-    for group, seconds in cpu_spent.items():
-        figures[f"get_gateway_cpu_{group}_ms"] = seconds * 1000 / proxied
-    log.info("  CPU per proxied GET: front %.3f ms, application %.3f ms, inventory %.3f ms",
-             *(figures[f"get_gateway_cpu_{group}_ms"] for group in groups))
+    for path in paths:
+        proxied = sum(load.requests for load in slices[path])
+        for group in groups:
+            figures[f"get_{path}_cpu_{group}_ms"] = cpu_spent[path, group] * 1000 / proxied
+        log.info("  CPU per GET via %s: front %.3f ms, application %.3f ms, inventory %.3f ms", path,
+                 *(figures[f"get_{path}_cpu_{group}_ms"] for group in groups))
     for name, loads in slices.items():
         rate, p50, p99 = slices_summary(loads)
         figures.update({f"get_{name}_rps": rate, f"get_{name}_p50": p50, f"get_{name}_p99": p99})

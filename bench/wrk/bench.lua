@@ -4,6 +4,10 @@
 -- Arguments (after `--`):
 --   get  PATH                 GET PATH, always the same
 --   ids  PREFIX MAX           GET PREFIX<n>, n uniform in [1, MAX] (a different row each request)
+--   ids-via-application PREFIX MAX
+--                             the same GETs with a Connection header that names a hop-by-hop header of its own,
+--                             which makes the gateway's front hand them to the application instead of sending them
+--                             straight to the inventory (srcs/api-gateway/app/front.py): the path every write takes
 --   post PATH BODY            POST BODY (JSON) to PATH
 -- wrk counts a response with status >= 400 as a status error; the reporter adds them to `errors`.
 
@@ -12,6 +16,11 @@ local counter = 0
 
 function init(args)
   mode, arg1, arg2 = args[1], args[2], args[3]
+  if mode == "ids-via-application" then
+    mode = "ids"
+    wrk.headers["Connection"] = "keep-alive, X-Bench-Hop"
+    wrk.headers["X-Bench-Hop"] = "1"
+  end
   if mode == "ids" then
     -- Each thread draws its own sequence; seeding with the thread's table address keeps them apart.
     math.randomseed(os.time() + tonumber(tostring({}):match("0x(%x+)"), 16) % 100000)

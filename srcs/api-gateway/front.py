@@ -9,7 +9,10 @@ and only then stops nginx: a client that
 connects meanwhile retries its SYN a second later and finds the next front, or a refusal, never a reset.
 
 nginx cannot open its access log on a socket, and PM2 gives its apps sockets for stdout; so nginx writes its
-log lines into a pipe that this process relays to its own stdout. PM2 stops every app with the daemon's one
+log lines into a pipe that this process relays to its own stdout. A read of the catalog, which nginx proxies to
+the inventory itself (app/front.py), comes as a line of its own: this process counts it in the gateway's
+metrics (in files the application's gunicorn master adds to its own, so that one endpoint shows them all) and
+writes it as the gateway's access line for it. PM2 stops every app with the daemon's one
 signal (SIGTERM, scripts/lib/pm2.sh), which is nginx's fast stop, dropping what is in flight: it reaches nginx
 as SIGQUIT, its graceful stop (it closes its listening socket at once and finishes the requests in flight).
 HUP (reload) and USR1 (reopen the log) pass on as they are. Should this process die without passing a signal
@@ -31,12 +34,16 @@ import time
 from types import FrameType
 
 from crud_common.logs import configure_logging
+from crud_common.metrics import count_in_files_as
 from crud_common.settings import load_or_exit
 
 from app.config import Config
-from app.front import front_dir, render
+from app.front import front_dir, front_metrics_dir, parse_read_line, render
+from app.metrics import GatewayMetrics
+from app.proxy import route_of
 
 log = logging.getLogger("gateway.front")
+access_log = logging.getLogger("gateway.access")
 
 _PASSED_ON = {
     signal.SIGTERM: signal.SIGQUIT,
@@ -106,9 +113,35 @@ class Listener:
         return waiting
 
 
+class ReadsRelay:
+    """nginx's lines: a read's becomes its access line and is counted; any other is relayed as it came."""
+
+    def __init__(self) -> None:
+        # Made once the values' directory is chosen (count_in_files_as): the metrics live in its files.
+        self.metrics = GatewayMetrics()
+
+    def line(self, raw: bytes) -> None:
+        text = raw.decode("utf-8", "replace").rstrip("\n")
+        read = parse_read_line(text)
+        if read is None:
+            sys.stdout.write(text + "\n")
+            sys.stdout.flush()
+            return
+        path = read.target.split("?", 1)[0]
+        self.metrics.observe(route_of(path), read.method, read.status, read.seconds)
+        failure = read.upstream_failure
+        if failure is not None:
+            self.metrics.upstream_failures.labels(failure).inc()
+        access_log.info("%s %s %s %.1fms request_id=%s upstream=inventory via=front upstream_status=%s",
+                        read.method, read.target, read.status, read.seconds * 1000, read.request_id,
+                        read.upstream_status)
+
+
 def main() -> None:
     configure_logging()
     config = load_or_exit(Config, "gateway")
+    count_in_files_as(front_metrics_dir(config), "front")
+    relay = ReadsRelay()
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"
     runtime = front_dir(config)
     runtime.mkdir(parents=True, exist_ok=True)
@@ -140,8 +173,7 @@ def main() -> None:
         signal.signal(signum, pass_on)
     assert master.stdout is not None
     for line in master.stdout:
-        sys.stdout.buffer.write(line)
-        sys.stdout.buffer.flush()
+        relay.line(line)
     code = master.wait()
     log.info("nginx stopped (exit status %s)", code)
     sys.exit(code if code >= 0 else 128 - code)

@@ -15,6 +15,7 @@ from crud_common.settings import load_or_exit
 
 from app import create_app
 from app.config import Config
+from app.front import front_metrics_dir
 
 log = logging.getLogger("gateway")
 
@@ -33,8 +34,10 @@ def main() -> None:
     # each. Threads overlap the waits on the inventory and on broker confirms; each holds at most one pooled HTTP
     # connection, and hands its orders to the worker's one AMQP connection (app/publisher.py).
     config.gateway.runtime_dir.mkdir(parents=True, exist_ok=True)
+    # The gateway's metrics endpoint shows the reads its front carried to the inventory too (front.py).
     serve(config.gateway, lambda: create_app(config), name="api_gateway", keepalive=5,
-          bind=f"unix:{config.gateway.app_socket}", metrics=config.metrics)
+          bind=f"unix:{config.gateway.app_socket}", metrics=config.metrics,
+          metrics_also_from=(front_metrics_dir(config),))
 
 
 if __name__ == "__main__":

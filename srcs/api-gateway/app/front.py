@@ -6,11 +6,21 @@ behind a buffering proxy. nginx is that proxy: it reads every request header and
 with deadlines, and hands gunicorn only whole requests, over a unix socket. On the way it caps connections and
 requests per client (a token bucket shared by its workers), gives every request its id, answers its own
 refusals in the platform's JSON error shape, and relays answers as they arrive (the whole list streams through).
+
+Reads of the catalog (GET and HEAD under /api/movies) go from nginx straight to the inventory, over kept-alive
+connections: they need nothing of the application (no key, no body, no broker), and a second Python server on
+the path of every read cost as much CPU as the inventory itself (bench/README.md, "the read path"). Everything
+else, writes included, goes to the application, which checks keys and proxies them as before. nginx logs each
+read on a line of its own, which front.py turns into the gateway's access line and metrics, so that an operator
+sees every request the gateway answered in one place, whichever process carried it.
 """
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from crud_common.serving import MAX_HEADER_FIELD_BYTES
 
@@ -34,6 +44,17 @@ _REFUSALS = {
     504: ("gateway_timeout", "the gateway application did not answer in time"),
 }
 _ANSWERED_AS = {494: 431, 502: 503}
+# On the read path nginx's 502 and 504 are the inventory's failures, worded as the application words them.
+_INVENTORY_REFUSALS = {
+    502: ("bad_gateway", "the inventory is unreachable or closed the connection"),
+    504: ("gateway_timeout", "the inventory did not answer in time"),
+}
+# A read's log line, as nginx writes it (READ_LINE_FORMAT) and front.py reads it back (READ_LINE): marked, so
+# that it is never taken for one of nginx's other lines; the request target last but for the upstream's
+# statuses (a target may hold spaces, and a retried read lists one status per try: "502, 200").
+READ_LINE_MARK = "front-read"
+READ_LINE_FORMAT = (f"{READ_LINE_MARK} $status $request_time $request_method request_id=$req_id "
+                    "client=$remote_addr upstream_status=$upstream_status target=$request_uri")
 
 # nginx refuses TRACE itself, before any location: its 405 says what the gateway allows on the path, as the
 # gateway's own 405s do (tests/test_front.py compares the two on every route), and a path the gateway does not
@@ -75,13 +96,23 @@ http {{
 {allowed_methods}
         default "";
     }}
-    # Only what nginx answered itself is logged here (the gateway logs every request it served).
-    map $upstream_status $answered_by_front {{
-        "" 1;
+    # A read of the catalog, classified on the request target as the client wrote it. One written otherwise
+    # (%6F for an o), or whose Connection header names headers of its own (hop-by-hop ones, which nginx cannot
+    # drop by name as they come) is not missed: it takes the application's path, which proxies it the same.
+    map "$request_method:$http_connection:$request_uri" $inventory_read {{
+        "~^(GET|HEAD):([Kk]eep-[Aa]live|[Cc]lose)?:/api/movies(/|[?]|$)" 1;
+        default 0;
+    }}
+    # Logged here: what nginx answered itself, and every read (the application logs what it served).
+    map "$inventory_read:$upstream_status" $answered_by_front {{
+        "0:" 1;
         default 0;
     }}
     log_format refusals escape=json '$time_iso8601 front $request_method $request_uri $status request_id=$req_id client=$remote_addr';
+    log_format reads escape=json '{read_line_format}';
     access_log /dev/stdout refusals if=$answered_by_front;
+    # Written in batches, as the services' own lines are: one write per read would cost front.py a wake-up each.
+    access_log /dev/stdout reads buffer=64k flush=200ms if=$inventory_read;
 
     client_header_timeout {header_timeout}s;
     client_body_timeout {body_timeout}s;
@@ -103,8 +134,21 @@ http {{
         server unix:{runtime}/restarting.sock backup;
     }}
 
+    upstream inventory_reads {{
+        # The same address twice: a read whose connection failed (refused, reset, closed before its answer's
+        # header) is sent once more, as the application's client does for a request the inventory cannot act on
+        # twice (app/inventory_client.py); never marked down, so every read tries it.
+        server {inventory_address} max_fails=0;
+        server {inventory_address} max_fails=0;
+        # Idle connections kept per nginx worker; the inventory keeps them longer (75 s) than nginx (60 s), so
+        # nginx is the one that closes an idle one.
+        keepalive 32;
+    }}
+
     server {{
         listen {host}:{port} backlog=4096{proxy_protocol};
+        # /api/movies and //api/movies are two paths, as they are to the application.
+        merge_slashes off;
 {real_ip}
         limit_conn per_client_connections {max_connections};
         limit_conn_status 429;
@@ -112,12 +156,19 @@ http {{
         limit_req_status 429;
 {error_pages}
         location / {{
+            # `rewrite ... last` is one of the two things nginx's documentation calls safe inside `if`.
+            if ($inventory_read) {{
+                rewrite ^ /.inventory-read last;
+            }}
             proxy_pass http://gateway_application;
             proxy_http_version 1.1;
             # A connection per request: a kept-alive upstream connection that gunicorn closes as it restarts
             # would fail a request already sent. HTTP/1.1 all the same, so that a streamed answer is chunked
             # and one cut off in the middle cannot pass for complete.
             proxy_set_header Connection close;
+            # The client's own Connection header, which names the headers that end at the gateway (app/proxy.py
+            # drops them); set here whatever the client sent under this name.
+            proxy_set_header X-Front-Connection $http_connection;
             proxy_set_header Host $http_host;
             proxy_set_header X-Request-ID $req_id;
             proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
@@ -125,6 +176,34 @@ http {{
             proxy_buffering off;
             proxy_read_timeout 60s;
             proxy_next_upstream error timeout;
+        }}
+        location = /.inventory-read {{
+            internal;
+{inventory_error_pages}
+            # The target as the client wrote it: decoding it and encoding it again could change it.
+            proxy_pass {inventory_scheme}://inventory_reads{inventory_base_path}$request_uri;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host {inventory_host};
+            proxy_set_header X-Request-ID $req_id;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            # Hop-by-hop headers end here (RFC 9110 7.6.1), and so does the gateway's key.
+            proxy_set_header Keep-Alive "";
+            proxy_set_header TE "";
+            proxy_set_header Upgrade "";
+            proxy_set_header Proxy-Connection "";
+            proxy_set_header Proxy-Authorization "";
+            proxy_set_header X-Api-Key "";
+{authorization}
+            # The inventory answers with the X-Request-ID it was given (or, refusing a request its HTTP server
+            # cannot take, with the id of its own error body), so its header goes back as it is.
+            proxy_buffering off;
+            proxy_connect_timeout {inventory_connect_timeout};
+            proxy_read_timeout {inventory_read_timeout};
+            # Once more on a failed connection (nginx tries a kept-alive connection the inventory closed meanwhile
+            # again without counting it); a read that timed out is not sent twice.
+            proxy_next_upstream error;
+            proxy_next_upstream_tries 2;
         }}
 {error_locations}
     }}
@@ -141,14 +220,58 @@ http {{
 """
 
 
+_READ_LINE = re.compile(
+    rf"{READ_LINE_MARK} (?P<status>\d{{3}}) (?P<seconds>\d+\.\d+) (?P<method>\S+) request_id=(?P<request_id>\S*) "
+    r"client=\S* upstream_status=(?P<upstream_status>.*?) target=(?P<target>.*)"
+)
+
+
+@dataclass(frozen=True)
+class ReadLine:
+    """A read nginx carried to the inventory, as its log line tells it."""
+
+    status: int
+    seconds: float
+    method: str
+    request_id: str
+    upstream_status: str
+    target: str
+
+    @property
+    def upstream_failure(self) -> str | None:
+        """The kind of inventory failure it was answered with, in the application's words (app/metrics.py):
+        nginx's 502 is a connection refused, reset or answered with garbage, its 504 no answer in time."""
+        if not self.upstream_status or self.upstream_status == "-":
+            return None  # refused by nginx before any try (a rate limit, a bad request)
+        return {502: "unreachable", 504: "timeout"}.get(self.status)
+
+
+def parse_read_line(line: str) -> ReadLine | None:
+    """A read's log line (READ_LINE_FORMAT), or None for any other line of nginx."""
+    match = _READ_LINE.fullmatch(line)
+    if match is None:
+        return None
+    return ReadLine(int(match["status"]), float(match["seconds"]), match["method"], match["request_id"],
+                    match["upstream_status"], match["target"])
+
+
 def render(config: Config) -> str:
     gateway = config.gateway
     runtime = front_dir(config)
     # An internal URI, not a named location: a refusal of the request line itself has no URI to redirect from.
     # Each location returns the status it answers (`=` alone keeps it: a TRACE on an unknown path is a 404).
     error_pages = "\n".join(f"        error_page {status} = /.refused/{status};" for status in _REFUSALS)
+    # A location with error pages of its own inherits none of the server's: the read path names them all.
+    inventory_error_pages = "\n".join(
+        f"            error_page {status} = /.refused/{'inventory-' if status in _INVENTORY_REFUSALS else ''}{status};"
+        for status in _REFUSALS)
+    # (location name, the status nginx refers to it with, the status it answers, the error's code and message)
+    refusals = [(str(status), status, _ANSWERED_AS.get(status, status), code, message)
+                for status, (code, message) in _REFUSALS.items()]
+    refusals += [(f"inventory-{status}", status, status, code, message)
+                 for status, (code, message) in _INVENTORY_REFUSALS.items()]
     locations = []
-    for status, (code, message) in _REFUSALS.items():
+    for name, status, answered, code, message in refusals:
         text = message.format(max_body=gateway.max_body_bytes)
         extra = ""
         if status == 429:
@@ -162,16 +285,26 @@ def render(config: Config) -> str:
                 "            add_header Allow $allowed_methods always;\n"
             )
         locations.append(
-            f"        location = /.refused/{status} {{\n"
+            f"        location = /.refused/{name} {{\n"
             f"            internal;\n"
             f"            add_header X-Request-ID $req_id always;\n{extra}"
-            f"            return {_ANSWERED_AS.get(status, status)} '{_error_body(code, text)}';\n"
+            f"            return {answered} '{_error_body(code, text)}';\n"
             f"        }}"
         )
     # Only the balancer on this machine may say where a connection comes from.
     real_ip = ("        set_real_ip_from 127.0.0.1;\n        real_ip_header proxy_protocol;"
                if gateway.behind_proxy_protocol else "")
+    inventory = urlsplit(config.inventory.url)
+    default_port = 443 if inventory.scheme == "https" else 80
     return _TEMPLATE.format(
+        inventory_address=f"{_host_literal(inventory.hostname or '')}:{inventory.port or default_port}",
+        inventory_scheme=inventory.scheme, inventory_base_path=inventory.path.rstrip("/"),
+        inventory_host=inventory.netloc,
+        inventory_connect_timeout=_milliseconds(gateway.inventory_connect_timeout_s),
+        inventory_read_timeout=_milliseconds(gateway.inventory_read_timeout_s),
+        inventory_error_pages=inventory_error_pages, read_line_format=READ_LINE_FORMAT,
+        # The key is the gateway's: an Authorization that may carry one does not travel further.
+        authorization='            proxy_set_header Authorization "";' if gateway.api_keys else "",
         proxy_protocol=" proxy_protocol" if gateway.behind_proxy_protocol else "", real_ip=real_ip,
         runtime=runtime, host=gateway.host, port=gateway.port, app_socket=gateway.app_socket,
         header_timeout=gateway.client_header_timeout_s, body_timeout=gateway.client_body_timeout_s,
@@ -182,6 +315,14 @@ def render(config: Config) -> str:
     )
 
 
+def _host_literal(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def _milliseconds(seconds: float) -> str:
+    return f"{round(seconds * 1000)}ms"
+
+
 def _error_body(code: str, message: str) -> str:
     return f'{{"error":"{code}","message":"{message}","request_id":"$req_id"}}\\n'
 
@@ -189,3 +330,9 @@ def _error_body(code: str, message: str) -> str:
 def front_dir(config: Config) -> Path:
     """The front's own runtime directory: its configuration, pid file and temporary files."""
     return config.gateway.runtime_dir / f"front-{config.gateway.port}"
+
+
+def front_metrics_dir(config: Config) -> Path:
+    """Where the front keeps the values of its metrics (the reads it carried), which the application's gunicorn
+    master adds to its own workers' on the gateway's metrics endpoint."""
+    return front_dir(config) / "metrics"

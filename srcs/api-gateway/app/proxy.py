@@ -47,7 +47,8 @@ HOP_BY_HOP = frozenset(
     {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "proxy-connection", "te", "trailer",
      "transfer-encoding", "upgrade"}
 )
-_NOT_FORWARDED_REQUEST = HOP_BY_HOP | {"host", "content-length", "x-request-id"}
+# X-Front-Connection: the client's Connection header as the front passed it on (app/front.py).
+_NOT_FORWARDED_REQUEST = HOP_BY_HOP | {"host", "content-length", "x-request-id", "x-front-connection"}
 _NOT_RETURNED_RESPONSE = HOP_BY_HOP | {"x-request-id", "server", "date"}
 # The size of the pieces in which an answer's body is relayed.
 RELAY_CHUNK_BYTES = 64 * 1024
@@ -226,7 +227,7 @@ def _forwarded_headers(environ: WSGIEnviron, request_id: str, host: str, *,
                        keys_in_use: bool) -> dict[str, str]:
     # The gateway's API key is for the gateway: it does not travel further (nor an Authorization that carried it).
     skip = _NOT_FORWARDED_REQUEST | {"x-api-key"} | ({"authorization"} if keys_in_use else set())
-    skip |= _connection_tokens([environ.get("HTTP_CONNECTION", "")])
+    skip |= _connection_tokens([environ.get("HTTP_CONNECTION", ""), environ.get("HTTP_X_FRONT_CONNECTION", "")])
     headers: dict[str, str] = {"Host": host}
     for key, value in environ.items():
         if key.startswith("HTTP_"):

@@ -1,6 +1,7 @@
 """The front (nginx, front.py) for real, in front of the application: slow clients starve nobody, a client's
-requests and connections are capped (429 with Retry-After), the application restarting is a 503 to retry, and
-every one of nginx's own answers is in the platform's JSON error shape with the request's id."""
+requests and connections are capped (429 with Retry-After), the application restarting is a 503 to retry,
+every one of nginx's own answers is in the platform's JSON error shape with the request's id, and reads of the
+catalog go straight to the inventory, answered, failed, counted and logged as the application's are."""
 
 from __future__ import annotations
 
@@ -16,8 +17,11 @@ from dataclasses import dataclass
 import pytest
 import requests
 from crud_common.testing import free_port, wait_for
+from prometheus_client.parser import text_string_to_metric_families
 
-from .fake_upstreams import FakeUpstream, slow
+from app.front import parse_read_line
+
+from .fake_upstreams import FakeUpstream, Recorder, slow
 from .support import GatewayProcesses, environ_for_tests
 
 HEADER_TIMEOUT_S = 2
@@ -310,3 +314,139 @@ def test_behind_the_balancer_each_client_is_limited_by_its_own_address(inventory
         # A connection that does not come through the balancer is not served.
         with pytest.raises(requests.ConnectionError):
             requests.get(f"{served.base}/health", timeout=5)
+
+
+def test_reads_go_from_the_front_straight_to_the_inventory(inventory, clean_movies):
+    created = requests.post(f"{inventory.url}/api/movies", json={"title": "Straight"}, timeout=5).json()
+    with front(INVENTORY_URL=inventory.url) as served:
+        # The application gone (between two of its processes, as in a restart): reads are still answered as the
+        # inventory answers them, with the client's request id; a write is not, and nothing of it is done.
+        served.application.stop()
+        movie = requests.get(f"{served.base}/api/movies/{created['id']}", headers={"X-Request-ID": "read-1"},
+                             timeout=5)
+        found = requests.get(f"{served.base}/api/movies?title=straight", timeout=5)
+        head = requests.head(f"{served.base}/api/movies/{created['id']}", timeout=5)
+        missing = requests.get(f"{served.base}/api/movies/999999999", timeout=5)
+        write = requests.post(f"{served.base}/api/movies", json={"title": "Never"}, timeout=5)
+    direct = requests.get(f"{inventory.url}/api/movies/{created['id']}", timeout=5)
+    assert (movie.status_code, movie.content) == (200, direct.content)
+    assert movie.headers["X-Request-ID"] == "read-1" and movie.headers["Content-Type"] == "application/json"
+    assert found.json() == [created] and found.headers["X-Request-ID"]
+    assert head.status_code == 200 and head.content == b""
+    assert head.headers["Content-Length"] == direct.headers["Content-Length"]
+    assert missing.status_code == 404 and missing.json()["request_id"] == missing.headers["X-Request-ID"]
+    assert write.status_code == 503 and "nothing was done" in write.json()["message"]
+    assert [m["title"] for m in requests.get(f"{inventory.url}/api/movies", timeout=5).json()] == ["Straight"]
+
+
+def test_a_read_the_inventory_fails_is_the_gateway_s_json_error(inventory):
+    # Nothing listens at this INVENTORY_URL (environ_for_tests): refused, a 502.
+    with front() as served:
+        down = requests.get(f"{served.base}/api/movies/1", headers={"X-Request-ID": "down-1"}, timeout=10)
+    assert down.status_code == 502 and down.headers["Content-Type"] == "application/json"
+    assert down.json() == {"error": "bad_gateway", "message": "the inventory is unreachable or closed the connection",
+                           "request_id": "down-1"}
+    assert down.headers["X-Request-ID"] == "down-1"
+    # An inventory that does not answer in time: a 504 once the read timeout is over, not later.
+    with FakeUpstream(slow(5)) as upstream, front(INVENTORY_URL=upstream.url,
+                                                  GATEWAY_INVENTORY_READ_TIMEOUT_S="0.5") as served:
+        started = time.monotonic()
+        late = requests.get(f"{served.base}/api/movies", timeout=10)
+        waited = time.monotonic() - started
+    assert late.status_code == 504 and late.json()["error"] == "gateway_timeout", late.text
+    assert late.json()["message"] == "the inventory did not answer in time"
+    assert 0.5 <= waited < 3, waited
+    assert upstream.connections == 1  # a read that timed out is not sent again
+
+
+def test_a_read_keeps_its_connection_to_the_inventory_and_drops_hop_by_hop_headers_and_the_key():
+    recorder = Recorder()
+    key = "a-key-of-sixteen-chars"
+    with FakeUpstream(recorder) as upstream, front(INVENTORY_URL=upstream.url, GATEWAY_API_KEYS=key) as served:
+        with requests.Session() as session:  # one client connection: one nginx worker, one pooled connection
+            for _ in range(5):
+                answer = session.get(f"{served.base}/api/movies?limit=1", headers={
+                    "Keep-Alive": "timeout=5", "TE": "trailers", "Upgrade": "h2c",
+                    "Proxy-Authorization": "Basic eA==", "X-Api-Key": key, "Authorization": f"Bearer {key}",
+                    "X-End-To-End": "sent", "Accept": "application/json"})
+                assert answer.status_code == 200 and answer.headers["X-End-To-End"] == "kept"
+                assert "Keep-Alive" not in answer.headers
+        # Five reads, one connection to the inventory.
+        assert upstream.connections == 1
+    assert len(recorder.requests) == 5
+    lines = recorder.requests[-1].split("\r\n")
+    assert lines[0] == "GET /api/movies?limit=1 HTTP/1.1"
+    headers = {line.split(":", 1)[0].lower(): line.split(":", 1)[1].strip() for line in lines[1:]}
+    assert headers["host"] == upstream.url.removeprefix("http://") and headers["x-end-to-end"] == "sent"
+    assert {"accept", "x-request-id", "x-forwarded-for"} <= headers.keys()
+    assert not headers.keys() & {"keep-alive", "te", "upgrade", "proxy-authorization", "x-api-key", "authorization"}
+
+
+def test_a_read_whose_connection_header_names_its_own_hop_by_hop_headers_takes_the_application_s_path():
+    recorder = Recorder()
+    with FakeUpstream(recorder) as upstream, front(INVENTORY_URL=upstream.url) as served:
+        answer = requests.get(f"{served.base}/api/movies", headers={"Connection": "keep-alive, X-Client-Hop",
+                                                                   "X-Client-Hop": "1"}, timeout=5)
+        assert answer.status_code == 200
+        # What the application drops and nginx could not: the upstream's own hop-by-hop header too.
+        assert "X-Upstream-Hop" not in answer.headers
+    assert "x-client-hop" not in recorder.requests[0].lower()
+    assert "GET /api/movies 200" in served.application.output
+
+
+def scraped(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in text_string_to_metric_families(text) for sample in family.samples}
+
+
+def requests_counted(samples: dict, route: str, method: str, status: int) -> float:
+    labels = (("method", method), ("route", route), ("status", str(status)))
+    return samples.get(("http_requests_total", labels), 0.0)
+
+
+def test_reads_the_front_carried_are_counted_and_logged_as_the_gateway_s(inventory, clean_movies):
+    created = requests.post(f"{inventory.url}/api/movies", json={"title": "Counted"}, timeout=5).json()
+    with front(INVENTORY_URL=inventory.url) as served:
+        port = served.config.metrics.port
+        for path in ("/api/movies", "/api/movies/", f"/api/movies/{created['id']}", "/api/movies/999999999"):
+            assert requests.get(served.base + path, timeout=5).status_code in (200, 404)
+        assert requests.head(f"{served.base}/api/movies", timeout=5).status_code == 200
+        # A write, through the application, counted by its own process: both in the one endpoint.
+        assert requests.post(f"{served.base}/api/movies", json={"title": "Written"}, timeout=5).status_code == 200
+        wait_for("the reads to be counted",
+                 lambda: requests_counted(scraped(port), "/api/movies/<movie_id>", "GET", 404) == 1)
+        samples = scraped(port)
+    assert requests_counted(samples, "/api/movies", "GET", 200) == 2
+    assert requests_counted(samples, "/api/movies", "HEAD", 200) == 1
+    assert requests_counted(samples, "/api/movies/<movie_id>", "GET", 200) == 1
+    assert requests_counted(samples, "/api/movies", "POST", 200) == 1
+    latency = (("method", "GET"), ("route", "/api/movies"))
+    assert samples[("http_request_duration_seconds_count", latency)] == 2
+    assert "GET /api/movies/999999999 404" in served.front.output and "via=front" in served.front.output
+    assert "POST /api/movies 200" in served.application.output
+
+
+def test_a_read_the_inventory_failed_is_counted_as_its_kind():
+    with front() as served:  # nothing at INVENTORY_URL
+        port = served.config.metrics.port
+        assert requests.get(f"{served.base}/api/movies", timeout=10).status_code == 502
+        wait_for("the failure to be counted", lambda: scraped(port).get(
+            ("gateway_inventory_failures_total", (("kind", "unreachable"),)), 0.0) == 1)
+        assert requests_counted(scraped(port), "/api/movies", "GET", 502) == 1
+
+
+def test_a_read_s_log_line_is_read_back_whatever_its_target_holds():
+    line = ("front-read 200 0.004 GET request_id=abc client=10.0.0.1 upstream_status=502, 200 "
+            "target=/api/movies?title=a b upstream_status=x")
+    read = parse_read_line(line)
+    assert read is not None
+    assert (read.status, read.seconds, read.method, read.request_id) == (200, 0.004, "GET", "abc")
+    assert read.upstream_status == "502, 200" and read.target == "/api/movies?title=a b upstream_status=x"
+    assert read.upstream_failure is None
+    assert parse_read_line("front-read 504 1.000 GET request_id=x client=y upstream_status=504 target=/api/movies"
+                           ).upstream_failure == "timeout"
+    # Refused by nginx before any try (a rate limit): not the inventory's failure.
+    assert parse_read_line("front-read 429 0.000 GET request_id=x client=y upstream_status= target=/api/movies"
+                           ).upstream_failure is None
+    assert parse_read_line("2026-12-02T06:00:00+00:00 front GET /x 400 request_id=x client=y") is None
