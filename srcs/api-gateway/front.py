@@ -11,8 +11,8 @@ connects meanwhile retries its SYN a second later and finds the next front, or a
 nginx cannot open its access log on a socket, and PM2 gives its apps sockets for stdout; so nginx writes its
 log lines into a pipe that this process relays to its own stdout. A read of the catalog, which nginx proxies to
 the inventory itself (app/front.py), comes as a line of its own: this process counts it in the gateway's
-metrics (in files the application's gunicorn master adds to its own, so that one endpoint shows them all) and
-writes it as the gateway's access line for it. PM2 stops every app with the daemon's one
+metrics (in the directory of the application's gunicorn master, which adds them to its workers', so that one
+endpoint shows them all) and writes it as the gateway's access line for it. PM2 stops every app with the daemon's one
 signal (SIGTERM, scripts/lib/pm2.sh), which is nginx's fast stop, dropping what is in flight: it reaches nginx
 as SIGQUIT, its graceful stop (it closes its listening socket at once and finishes the requests in flight).
 HUP (reload) and USR1 (reopen the log) pass on as they are. Should this process die without passing a signal
@@ -32,13 +32,14 @@ import subprocess
 import sys
 import time
 from types import FrameType
+from urllib.parse import unquote
 
 from crud_common.logs import configure_logging
 from crud_common.metrics import count_in_files_as
 from crud_common.settings import load_or_exit
 
 from app.config import Config
-from app.front import front_dir, front_metrics_dir, parse_read_line, render
+from app.front import front_dir, parse_read_line, render
 from app.metrics import GatewayMetrics
 from app.proxy import route_of
 
@@ -127,11 +128,15 @@ class ReadsRelay:
             sys.stdout.write(text + "\n")
             sys.stdout.flush()
             return
-        path = read.target.split("?", 1)[0]
-        self.metrics.observe(route_of(path), read.method, read.status, read.seconds)
-        failure = read.upstream_failure
-        if failure is not None:
-            self.metrics.upstream_failures.labels(failure).inc()
+        # Routed on the decoded path, as the application routes PATH_INFO.
+        path = unquote(read.target.split("?", 1)[0])
+        try:
+            self.metrics.observe(route_of(path), read.method, read.status, read.seconds)
+            failure = read.upstream_failure
+            if failure is not None:
+                self.metrics.upstream_failures.labels(failure).inc()
+        except Exception:  # noqa: BLE001 - a failure to count must not stop the relay, and with it nginx
+            log.exception("a read could not be counted: %s", text)
         access_log.info("%s %s %s %.1fms request_id=%s upstream=inventory via=front upstream_status=%s",
                         read.method, read.target, read.status, read.seconds * 1000, read.request_id,
                         read.upstream_status)
@@ -140,7 +145,7 @@ class ReadsRelay:
 def main() -> None:
     configure_logging()
     config = load_or_exit(Config, "gateway")
-    count_in_files_as(front_metrics_dir(config), "front")
+    count_in_files_as(config.gateway.metrics_dir, "front")
     relay = ReadsRelay()
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"
     runtime = front_dir(config)
@@ -154,8 +159,8 @@ def main() -> None:
     if checked.returncode != 0:
         log.error("the front's nginx configuration (%s) is refused: %s", conf, checked.stderr.strip())
         sys.exit(2)
-    log.info("front on %s:%s -> %s (nginx, %s)", config.gateway.host, config.gateway.port,
-             config.gateway.app_socket, conf)
+    log.info("front on %s:%s -> %s, reads of the catalog -> %s (nginx, %s)", config.gateway.host,
+             config.gateway.port, config.gateway.app_socket, config.inventory.url, conf)
 
     listener = Listener(config.gateway.host, config.gateway.port)
     fd = listener.socket.fileno()

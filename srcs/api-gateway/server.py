@@ -15,7 +15,6 @@ from crud_common.settings import load_or_exit
 
 from app import create_app
 from app.config import Config
-from app.front import front_metrics_dir
 
 log = logging.getLogger("gateway")
 
@@ -36,8 +35,7 @@ def main() -> None:
     config.gateway.runtime_dir.mkdir(parents=True, exist_ok=True)
     # The gateway's metrics endpoint shows the reads its front carried to the inventory too (front.py).
     serve(config.gateway, lambda: create_app(config), name="api_gateway", keepalive=5,
-          bind=f"unix:{config.gateway.app_socket}", metrics=config.metrics,
-          metrics_also_from=(front_metrics_dir(config),))
+          bind=f"unix:{config.gateway.app_socket}", metrics=config.metrics, metrics_dir=config.gateway.metrics_dir)
 
 
 if __name__ == "__main__":

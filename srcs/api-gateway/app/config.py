@@ -70,6 +70,12 @@ class GatewaySettings(HttpServerSettings):
         """The unix socket gunicorn listens on and the front proxies to."""
         return self.runtime_dir / f"gateway-{self.port}.sock"
 
+    @property
+    def metrics_dir(self) -> Path:
+        """Where the values of the gateway's metrics live: its workers' and its front's (the reads it carried),
+        added up by its gunicorn master (crud_common.serving, metrics_dir)."""
+        return self.runtime_dir / f"gateway-{self.port}-metrics"
+
 
 class InventorySettings(Settings):
     """INVENTORY_URL: the inventory behind /api/movies."""

@@ -17,6 +17,7 @@ sees every request the gateway answered in one place, whichever process carried 
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -112,7 +113,9 @@ http {{
     log_format reads escape=json '{read_line_format}';
     access_log /dev/stdout refusals if=$answered_by_front;
     # Written in batches, as the services' own lines are: one write per read would cost front.py a wake-up each.
-    access_log /dev/stdout reads buffer=64k flush=200ms if=$inventory_read;
+    # (The buffer is the file's, so the refusals' lines wait in it too.) No larger than a pipe's atomic write
+    # (PIPE_BUF, 4096 bytes): the two workers' batches must not interleave in the pipe.
+    access_log /dev/stdout reads buffer=4k flush=200ms if=$inventory_read;
 
     client_header_timeout {header_timeout}s;
     client_body_timeout {body_timeout}s;
@@ -135,9 +138,11 @@ http {{
     }}
 
     upstream inventory_reads {{
-        # The same address twice: a read whose connection failed (refused, reset, closed before its answer's
-        # header) is sent once more, as the application's client does for a request the inventory cannot act on
-        # twice (app/inventory_client.py); never marked down, so every read tries it.
+        # The same address three times: a read whose connection failed (refused, reset, closed before its
+        # answer's header) is sent again, at most three tries in all, as the application's client does for a
+        # request the inventory cannot act on twice (app/inventory_client.py); nginx's round robin never picks
+        # one entry twice for a request. Never marked down, so every read tries it.
+        server {inventory_address} max_fails=0;
         server {inventory_address} max_fails=0;
         server {inventory_address} max_fails=0;
         # Idle connections kept per nginx worker; the inventory keeps them longer (75 s) than nginx (60 s), so
@@ -193,6 +198,7 @@ http {{
             proxy_set_header Upgrade "";
             proxy_set_header Proxy-Connection "";
             proxy_set_header Proxy-Authorization "";
+            proxy_set_header Trailer "";
             proxy_set_header X-Api-Key "";
 {authorization}
             # The inventory answers with the X-Request-ID it was given (or, refusing a request its HTTP server
@@ -200,10 +206,11 @@ http {{
             proxy_buffering off;
             proxy_connect_timeout {inventory_connect_timeout};
             proxy_read_timeout {inventory_read_timeout};
-            # Once more on a failed connection (nginx tries a kept-alive connection the inventory closed meanwhile
-            # again without counting it); a read that timed out is not sent twice.
+            # Again on a failed connection (a kept-alive one the inventory closed meanwhile included); a read that
+            # timed out is not sent twice.
             proxy_next_upstream error;
-            proxy_next_upstream_tries 2;
+            proxy_next_upstream_tries 3;
+{tls}
         }}
 {error_locations}
     }}
@@ -219,6 +226,9 @@ http {{
 }}
 """
 
+
+# The system's trusted certificates (Debian's ca-certificates), for an https INVENTORY_URL.
+_CA_CERTIFICATES = "/etc/ssl/certs/ca-certificates.crt"
 
 _READ_LINE = re.compile(
     rf"{READ_LINE_MARK} (?P<status>\d{{3}}) (?P<seconds>\d+\.\d+) (?P<method>\S+) request_id=(?P<request_id>\S*) "
@@ -251,8 +261,13 @@ def parse_read_line(line: str) -> ReadLine | None:
     match = _READ_LINE.fullmatch(line)
     if match is None:
         return None
+    # nginx wrote the target as a JSON string's content (escape=json: \" and \\ and \u00XX).
+    try:
+        target = json.loads(f'"{match["target"]}"')
+    except ValueError:
+        target = match["target"]
     return ReadLine(int(match["status"]), float(match["seconds"]), match["method"], match["request_id"],
-                    match["upstream_status"], match["target"])
+                    match["upstream_status"], target)
 
 
 def render(config: Config) -> str:
@@ -303,6 +318,10 @@ def render(config: Config) -> str:
         inventory_connect_timeout=_milliseconds(gateway.inventory_connect_timeout_s),
         inventory_read_timeout=_milliseconds(gateway.inventory_read_timeout_s),
         inventory_error_pages=inventory_error_pages, read_line_format=READ_LINE_FORMAT,
+        # An https inventory is checked as the application's client checks it: its certificate and its name.
+        tls=(f"            proxy_ssl_server_name on;\n            proxy_ssl_name {inventory.hostname};\n"
+             f"            proxy_ssl_verify on;\n            proxy_ssl_trusted_certificate {_CA_CERTIFICATES};"
+             if inventory.scheme == "https" else ""),
         # The key is the gateway's: an Authorization that may carry one does not travel further.
         authorization='            proxy_set_header Authorization "";' if gateway.api_keys else "",
         proxy_protocol=" proxy_protocol" if gateway.behind_proxy_protocol else "", real_ip=real_ip,
@@ -330,9 +349,3 @@ def _error_body(code: str, message: str) -> str:
 def front_dir(config: Config) -> Path:
     """The front's own runtime directory: its configuration, pid file and temporary files."""
     return config.gateway.runtime_dir / f"front-{config.gateway.port}"
-
-
-def front_metrics_dir(config: Config) -> Path:
-    """Where the front keeps the values of its metrics (the reads it carried), which the application's gunicorn
-    master adds to its own workers' on the gateway's metrics endpoint."""
-    return front_dir(config) / "metrics"

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import http.client
 import os
+import re
 import socket
 import threading
 import time
@@ -19,7 +20,9 @@ import requests
 from crud_common.testing import free_port, wait_for
 from prometheus_client.parser import text_string_to_metric_families
 
-from app.front import parse_read_line
+from app.front import parse_read_line, render
+
+from .support import config_for_tests
 
 from .fake_upstreams import FakeUpstream, Recorder, slow
 from .support import GatewayProcesses, environ_for_tests
@@ -414,16 +417,28 @@ def test_reads_the_front_carried_are_counted_and_logged_as_the_gateway_s(invento
         assert requests.head(f"{served.base}/api/movies", timeout=5).status_code == 200
         # A write, through the application, counted by its own process: both in the one endpoint.
         assert requests.post(f"{served.base}/api/movies", json={"title": "Written"}, timeout=5).status_code == 200
-        wait_for("the reads to be counted",
-                 lambda: requests_counted(scraped(port), "/api/movies/<movie_id>", "GET", 404) == 1)
+        expected = {("/api/movies", "GET", 200): 2, ("/api/movies", "HEAD", 200): 1,
+                    ("/api/movies/<movie_id>", "GET", 200): 1, ("/api/movies/<movie_id>", "GET", 404): 1,
+                    ("/api/movies", "POST", 200): 1}
+
+        def counts() -> dict:
+            samples = scraped(port)
+            return {labels: requests_counted(samples, *labels) for labels in expected}
+
+        # Each nginx worker writes its reads' lines every 0.2 s: wait for all of them, then assert exactly.
+        wait_for("the reads to be counted", lambda: counts() == expected)
+        time.sleep(0.5)
+        assert counts() == expected
         samples = scraped(port)
-    assert requests_counted(samples, "/api/movies", "GET", 200) == 2
-    assert requests_counted(samples, "/api/movies", "HEAD", 200) == 1
-    assert requests_counted(samples, "/api/movies/<movie_id>", "GET", 200) == 1
-    assert requests_counted(samples, "/api/movies", "POST", 200) == 1
     latency = (("method", "GET"), ("route", "/api/movies"))
     assert samples[("http_request_duration_seconds_count", latency)] == 2
-    assert "GET /api/movies/999999999 404" in served.front.output and "via=front" in served.front.output
+    # One access line per read, the front's, in the application's shape; no refusal line of nginx for it.
+    lines = served.front.output.splitlines()
+    assert len([line for line in lines if " gateway.access GET /api/movies/999999999 404 " in line]) == 1
+    assert any(re.search(r" gateway\.access GET /api/movies/999999999 404 \d+\.\dms request_id=\w+ "
+                         r"upstream=inventory via=front upstream_status=404$", line) for line in lines), lines
+    assert not any(" front GET /api/movies/999999999" in line for line in lines)
+    assert "GET /api/movies" not in served.application.output
     assert "POST /api/movies 200" in served.application.output
 
 
@@ -437,12 +452,17 @@ def test_a_read_the_inventory_failed_is_counted_as_its_kind():
 
 
 def test_a_read_s_log_line_is_read_back_whatever_its_target_holds():
-    line = ("front-read 200 0.004 GET request_id=abc client=10.0.0.1 upstream_status=502, 200 "
-            "target=/api/movies?title=a b upstream_status=x")
+    # nginx writes the target escaped as JSON (escape=json): a quote and a backslash as \" and \\.
+    line = ('front-read 200 0.004 GET request_id=abc client=10.0.0.1 upstream_status=502, 200 '
+            'target=/api/movies?title=\\"x\\\\y\\"+target=z+upstream_status=x')
     read = parse_read_line(line)
     assert read is not None
     assert (read.status, read.seconds, read.method, read.request_id) == (200, 0.004, "GET", "abc")
-    assert read.upstream_status == "502, 200" and read.target == "/api/movies?title=a b upstream_status=x"
+    assert read.upstream_status == "502, 200"
+    assert read.target == '/api/movies?title="x\\y"+target=z+upstream_status=x'
+    # A target nginx could not have escaped so is kept as written rather than fail the relay.
+    assert parse_read_line("front-read 200 0.001 GET request_id=a client=b upstream_status=200 target=/a\\"
+                           ).target == "/a\\"
     assert read.upstream_failure is None
     assert parse_read_line("front-read 504 1.000 GET request_id=x client=y upstream_status=504 target=/api/movies"
                            ).upstream_failure == "timeout"
@@ -450,3 +470,12 @@ def test_a_read_s_log_line_is_read_back_whatever_its_target_holds():
     assert parse_read_line("front-read 429 0.000 GET request_id=x client=y upstream_status= target=/api/movies"
                            ).upstream_failure is None
     assert parse_read_line("2026-12-02T06:00:00+00:00 front GET /x 400 request_id=x client=y") is None
+
+
+def test_an_https_inventory_is_checked_on_the_read_path_as_the_application_checks_it():
+    rendered = render(config_for_tests(INVENTORY_URL="https://inventory.internal:8443/base"))
+    assert "proxy_pass https://inventory_reads/base$request_uri;" in rendered
+    for directive in ("proxy_ssl_server_name on;", "proxy_ssl_name inventory.internal;", "proxy_ssl_verify on;",
+                      "proxy_ssl_trusted_certificate /etc/ssl/certs/ca-certificates.crt;"):
+        assert directive in rendered
+    assert "proxy_ssl_verify" not in render(config_for_tests(INVENTORY_URL="http://127.0.0.1:8080"))

@@ -79,30 +79,34 @@ def count_across_processes(directory: Path) -> None:
 
 
 def count_in_files_as(directory: Path, process_name: str) -> None:
-    """For a process that is not one of gunicorn's workers but whose counts a master adds to its own (the
-    gateway's front): its metrics keep their values in `directory`, in files named after `process_name` rather
-    than a pid, so that the same process started again takes its counts up where it left them (a counter that
-    falls back to 0 beside ones that do not would read as a reset of the whole sum)."""
-    directory.mkdir(parents=True, exist_ok=True)
+    """For a process beside a gunicorn master whose metrics that master serves (the gateway's front): from now
+    on its metrics keep their values in the master's `directory`, in files named after `process_name` and the
+    directory's generation rather than a pid.
+
+    The master makes its directory anew at each start (serve's `metrics_dir`), and its workers' counts start
+    again from 0; so do this process's then, at its next count, in files of the new generation: every series of
+    the endpoint falls back to 0 at the same moment, which Prometheus reads as one reset. Were this process's
+    counts to go on alone, a series both count would fall only by the workers' share, and Prometheus would take
+    the rest for new events. While the master runs, this process may restart and take its counts up where it
+    left them."""
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(directory)
-    values.ValueClass = values.MultiProcessValue(process_identifier=lambda: process_name)
+
+    def generation() -> str:
+        # One stat per value written; a directory not made yet (the master starts later) is made here, and the
+        # master's start replaces it with one of a new generation.
+        try:
+            inode = directory.stat().st_ino
+        except FileNotFoundError:
+            directory.mkdir(parents=True, exist_ok=True)
+            inode = directory.stat().st_ino
+        return f"{process_name}-{inode}"
+
+    values.ValueClass = values.MultiProcessValue(process_identifier=generation)
 
 
 def worker_gone(directory: Path, pid: int) -> None:
     """A worker exited: its gauges go (its counters stay in the sums, as Prometheus expects of counters)."""
     multiprocess.mark_process_dead(pid, str(directory))
-
-
-class _FilesCollector:
-    """prometheus_client's MultiProcessCollector over the value files of several directories at once (it takes
-    one): a metric written by processes of two directories is one sum, not two families of the same name."""
-
-    def __init__(self, directories: Iterable[Path]) -> None:
-        self._directories = tuple(directories)
-
-    def collect(self) -> Iterable[Any]:
-        files = [str(path) for directory in self._directories for path in sorted(directory.glob("*.db"))]
-        return multiprocess.MultiProcessCollector.merge(files, accumulate=True)
 
 
 class _ThreadingServer(ThreadingMixIn, WSGIServer):
@@ -124,14 +128,10 @@ class MetricsEndpoint:
         self._server: WSGIServer | None = None
 
     @classmethod
-    def across_processes(cls, host: str, port: int, directory: Path,
-                         also_from: Iterable[Path] = ()) -> MetricsEndpoint:
-        """The values of every process that writes into `directory` or into one of `also_from`, added up."""
-        directories = (directory, *also_from)
-
+    def across_processes(cls, host: str, port: int, directory: Path) -> MetricsEndpoint:
         def registry() -> CollectorRegistry:
             summed = CollectorRegistry()
-            summed.register(_FilesCollector(directories))
+            multiprocess.MultiProcessCollector(summed, path=str(directory))
             return summed
 
         return cls(host, port, registry)

@@ -132,24 +132,29 @@ class GunicornServer(BaseApplication):
 
 
 def serve(server: HttpServerSettings, load_app: Callable[[], Any], *, name: str, keepalive: int,
-          bind: str | None = None, metrics: MetricsSettings | None = None,
-          metrics_also_from: tuple[Path, ...] = ()) -> None:
+          bind: str | None = None, metrics: MetricsSettings | None = None, metrics_dir: Path | None = None) -> None:
     """Run gunicorn in this process until SIGTERM, with `load_app` run in each worker after the fork: on `bind`
     (e.g. "unix:/path"), else on `server`'s host and port; its workers and threads are `server`'s
     (HttpServerSettings). With `metrics` (MetricsSettings), the workers' metrics are added up and served there
-    by the master, with those another process keeps in `metrics_also_from` (crud_common.metrics.count_in_files_as)."""
-    hooks = _metrics_hooks(name, metrics, metrics_also_from) if metrics is not None else None
+    by the master; their values live in `metrics_dir` (made anew at each start; a directory of its own if none
+    is given), where a process beside the master may count too (crud_common.metrics.count_in_files_as)."""
+    hooks = _metrics_hooks(name, metrics, metrics_dir) if metrics is not None else None
     GunicornServer(load_app, name=name, bind=bind or f"{server.host}:{server.port}", workers=server.workers,
                    threads=server.threads, keepalive=keepalive, hooks=hooks).run()
 
 
 def _metrics_hooks(name: str, metrics: MetricsSettings,
-                   also_from: tuple[Path, ...] = ()) -> dict[str, Callable[..., Any]]:
+                   directory: Path | None = None) -> dict[str, Callable[..., Any]]:
     """gunicorn's hooks for metrics kept across its workers: the values' directory is this master's own (made
     now, before any worker exists, and removed when it exits), the endpoint a thread of the master."""
-    directory = Path(tempfile.mkdtemp(prefix=f"{name}-metrics-"))
+    if directory is None:
+        directory = Path(tempfile.mkdtemp(prefix=f"{name}-metrics-"))
+    else:
+        # Made anew, not emptied: a process beside the master tells its generation by the directory's identity.
+        shutil.rmtree(directory, ignore_errors=True)
+        directory.mkdir(parents=True)
     count_across_processes(directory)
-    endpoint = MetricsEndpoint.across_processes(metrics.host, metrics.port, directory, also_from)
+    endpoint = MetricsEndpoint.across_processes(metrics.host, metrics.port, directory)
 
     def on_exit(_arbiter: Any) -> None:
         endpoint.stop()
