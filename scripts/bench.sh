@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # make bench: bring up a platform instance of its own (bench/bench.env: own PM2 home, ports, databases, vhost),
 # run every scenario of bench/run.py against it, print the table, and tear the instance down whatever happens.
-# Installs what it needs itself (wrk, nginx, HAProxy for the inventory-instances rows, the bench venv). Data of the bench databases is kept between runs
-# (the 1,000,000 movies load once); a `make up` platform is never touched.
+# Installs what it needs itself (wrk, nginx, HAProxy for the inventory-instances rows, the bench venv). Data of
+# the bench databases is kept between runs (the 1,000,000 movies load once); a `make up` platform is never touched.
 set -euo pipefail
 source "$(dirname "$0")/lib/common.sh"
 source "$ROOT/scripts/lib/python.sh"
