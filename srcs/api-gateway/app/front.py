@@ -50,9 +50,9 @@ _INVENTORY_REFUSALS = {
     502: ("bad_gateway", "the inventory is unreachable or closed the connection"),
     504: ("gateway_timeout", "the inventory did not answer in time"),
 }
-# A read's log line, as nginx writes it (READ_LINE_FORMAT) and front.py reads it back (READ_LINE): marked, so
-# that it is never taken for one of nginx's other lines; the request target last but for the upstream's
-# statuses (a target may hold spaces, and a retried read lists one status per try: "502, 200").
+# A read's log line, as nginx writes it (READ_LINE_FORMAT) and front.py reads it back (_READ_LINE): marked, so
+# that it is never taken for one of nginx's other lines; the upstream's statuses (one per try: "502, 200") and
+# then the request target, read to the end of the line, last.
 READ_LINE_MARK = "front-read"
 READ_LINE_FORMAT = (f"{READ_LINE_MARK} $status $request_time $request_method request_id=$req_id "
                     "client=$remote_addr upstream_status=$upstream_status target=$request_uri")
