@@ -37,6 +37,7 @@ from urllib.parse import unquote
 from crud_common.logs import configure_logging
 from crud_common.metrics import count_in_files_as
 from crud_common.settings import load_or_exit
+from crud_common.webapp import log_access
 
 from app.config import Config
 from app.front import front_dir, parse_read_line, render
@@ -137,9 +138,8 @@ class ReadsRelay:
                 self.metrics.upstream_failures.labels(failure).inc()
         except Exception:  # noqa: BLE001 - a failure to count must not stop the relay, and with it nginx
             log.exception("a read could not be counted: %s", text)
-        access_log.info("%s %s %s %.1fms request_id=%s upstream=inventory via=front upstream_status=%s",
-                        read.method, read.target, read.status, read.seconds * 1000, read.request_id,
-                        read.upstream_status)
+        log_access(access_log, read.method, read.target, read.status, read.seconds, read.request_id,
+                   {"upstream": "inventory", "via": "front", "upstream_status": read.upstream_status})
 
 
 def main() -> None:

@@ -87,9 +87,9 @@ class InventoryProxy:
         target = _target(environ)
 
         def logged(status: int) -> None:
-            log_access(access_log, method, target, status, started, request_id, {"upstream": "inventory"})
-            self.metrics.observe(route_of(environ.get("PATH_INFO", "")), method, status,
-                                 time.perf_counter() - started)
+            seconds = time.perf_counter() - started
+            log_access(access_log, method, target, status, seconds, request_id, {"upstream": "inventory"})
+            self.metrics.observe(route_of(environ.get("PATH_INFO", "")), method, status, seconds)
 
         try:
             upstream = self._forward(environ, method, target, request_id)

@@ -50,8 +50,9 @@ def init_request_logging(app: Flask, access_logger: str, metrics: HttpMetrics, *
         route = request.url_rule.rule if request.url_rule is not None else None
 
         def finished() -> None:
-            log_access(logger, method, target, status, started, request_id, notes)
-            metrics.observe(route, method, status, time.perf_counter() - started)
+            seconds = time.perf_counter() - started
+            log_access(logger, method, target, status, seconds, request_id, notes)
+            metrics.observe(route, method, status, seconds)
 
         if response.is_streamed:
             # A streamed answer (the whole list) ends when the server has sent its last piece: counted then.
@@ -61,12 +62,12 @@ def init_request_logging(app: Flask, access_logger: str, metrics: HttpMetrics, *
         return response
 
 
-def log_access(logger: logging.Logger, method: str, target: str, status: int, started: float, request_id: str,
+def log_access(logger: logging.Logger, method: str, target: str, status: int, seconds: float, request_id: str,
                notes: Mapping[str, str]) -> None:
-    """The one access line of a request, for Flask's routes and a raw WSGI app alike."""
+    """The one access line of a request, `seconds` after its arrival: for Flask's routes, a raw WSGI app and the
+    reads the gateway's front carried alike."""
     extra = "".join(f" {name}={value}" for name, value in notes.items())
-    logger.info("%s %s %s %.1fms request_id=%s%s", method, target, status,
-                (time.perf_counter() - started) * 1000, request_id, extra)
+    logger.info("%s %s %s %.1fms request_id=%s%s", method, target, status, seconds * 1000, request_id, extra)
 
 
 def note(name: str, value: str) -> None:
