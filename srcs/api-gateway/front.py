@@ -155,7 +155,12 @@ def main() -> None:
     conf = runtime / "nginx.conf"
     conf.write_text(render(config))
     command = [nginx, "-c", str(conf), "-p", str(runtime)]
-    checked = subprocess.run([*command, "-t", "-q"], capture_output=True, text=True)
+    # `nginx -t` opens every socket it is given, the listening one included: a client that connects meanwhile
+    # (the port is free while a front restarts) would be reset as the check exits. The check listens elsewhere.
+    check = runtime / "nginx-check.conf"
+    check.write_text(render(config, listen=f"unix:{runtime}/check.sock"))
+    checked = subprocess.run([nginx, "-c", str(check), "-p", str(runtime), "-t", "-q"],
+                             capture_output=True, text=True)
     if checked.returncode != 0:
         log.error("the front's nginx configuration (%s) is refused: %s", conf, checked.stderr.strip())
         sys.exit(2)

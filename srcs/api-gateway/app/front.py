@@ -151,7 +151,7 @@ http {{
     }}
 
     server {{
-        listen {host}:{port} backlog=4096{proxy_protocol};
+        listen {listen} backlog=4096{proxy_protocol};
         # /api/movies and //api/movies are two paths, as they are to the application.
         merge_slashes off;
 {real_ip}
@@ -270,7 +270,9 @@ def parse_read_line(line: str) -> ReadLine | None:
                     match["upstream_status"], target)
 
 
-def render(config: Config) -> str:
+def render(config: Config, listen: str | None = None) -> str:
+    """nginx's configuration for the front; it listens on the gateway's host and port, or on `listen` (an address
+    as nginx's `listen` takes it)."""
     gateway = config.gateway
     runtime = front_dir(config)
     # An internal URI, not a named location: a refusal of the request line itself has no URI to redirect from.
@@ -325,7 +327,8 @@ def render(config: Config) -> str:
         # The key is the gateway's: an Authorization that may carry one does not travel further.
         authorization='            proxy_set_header Authorization "";' if gateway.api_keys else "",
         proxy_protocol=" proxy_protocol" if gateway.behind_proxy_protocol else "", real_ip=real_ip,
-        runtime=runtime, host=gateway.host, port=gateway.port, app_socket=gateway.app_socket,
+        runtime=runtime, listen=listen or f"{_host_literal(gateway.host)}:{gateway.port}",
+        app_socket=gateway.app_socket,
         header_timeout=gateway.client_header_timeout_s, body_timeout=gateway.client_body_timeout_s,
         max_body=gateway.max_body_bytes, field_bytes=MAX_HEADER_FIELD_BYTES,
         max_connections=gateway.max_connections_per_client, rate=gateway.rate_limit_per_s,

@@ -288,6 +288,37 @@ def test_a_stopping_listener_lets_a_handshake_under_way_complete():
         client.close()
 
 
+def test_a_client_that_connects_while_the_front_starts_is_answered_never_reset(inventory):
+    # While PM2 starts a front the port is free, then taken: a client is refused (and retries), or answered.
+    port = free_port()
+    answers: list[bytes | str] = []
+    starting = threading.Event()
+    starting.set()
+
+    def connect_until_stopped() -> None:
+        while starting.is_set():
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+                    sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                    answers.append(sock.recv(9))
+            except ConnectionRefusedError:
+                time.sleep(0.002)
+            except OSError as exc:
+                answers.append(repr(exc))
+
+    clients = [threading.Thread(target=connect_until_stopped) for _ in range(3)]
+    for client in clients:
+        client.start()
+    try:
+        with front(INVENTORY_URL=inventory.url, GATEWAY_PORT=str(port)):
+            starting.clear()
+            for client in clients:
+                client.join(15)
+    finally:
+        starting.clear()
+    assert answers and set(answers) == {b"HTTP/1.1 "}, answers
+
+
 def proxied(port: int, client: str, requests_bytes: bytes) -> list[int]:
     """Statuses of the requests sent on one connection that the balancer opened for `client` (PROXY protocol)."""
     with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
