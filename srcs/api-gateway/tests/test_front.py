@@ -510,3 +510,8 @@ def test_an_https_inventory_is_checked_on_the_read_path_as_the_application_check
                       "proxy_ssl_trusted_certificate /etc/ssl/certs/ca-certificates.crt;"):
         assert directive in rendered
     assert "proxy_ssl_verify" not in render(config_for_tests(INVENTORY_URL="http://127.0.0.1:8080"))
+
+
+def test_the_front_listens_on_an_ipv6_host_as_nginx_writes_it():
+    assert "listen [::1]:3000 backlog=4096;" in render(config_for_tests(GATEWAY_HOST="::1", GATEWAY_PORT="3000"))
+    assert "listen 127.0.0.1:3000 backlog=4096;" in render(config_for_tests(GATEWAY_PORT="3000"))
