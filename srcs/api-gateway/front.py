@@ -162,6 +162,7 @@ def main() -> None:
     checked = subprocess.run([nginx, "-c", str(check), "-p", str(runtime), "-t", "-q"],
                              capture_output=True, text=True)
     if checked.returncode != 0:
+        # nginx's message names the check's copy, whose lines are the configuration's.
         log.error("the front's nginx configuration (%s) is refused: %s", conf, checked.stderr.strip())
         sys.exit(2)
     log.info("front on %s:%s -> %s, reads of the catalog -> %s (nginx, %s)", config.gateway.host,

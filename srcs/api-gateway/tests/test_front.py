@@ -9,6 +9,8 @@ import http.client
 import os
 import re
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -22,10 +24,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from app.front import parse_read_line, render
 
-from .support import config_for_tests
-
 from .fake_upstreams import FakeUpstream, Recorder, slow
-from .support import GatewayProcesses, environ_for_tests
+from .support import SERVICE_DIR, GatewayProcesses, accepts_connections, config_for_tests, environ_for_tests
 
 HEADER_TIMEOUT_S = 2
 
@@ -515,3 +515,14 @@ def test_an_https_inventory_is_checked_on_the_read_path_as_the_application_check
 def test_the_front_listens_on_an_ipv6_host_as_nginx_writes_it():
     assert "listen [::1]:3000 backlog=4096;" in render(config_for_tests(GATEWAY_HOST="::1", GATEWAY_PORT="3000"))
     assert "listen 127.0.0.1:3000 backlog=4096;" in render(config_for_tests(GATEWAY_PORT="3000"))
+
+
+def test_a_configuration_nginx_refuses_stops_the_front_before_it_takes_the_port():
+    # nginx resolves the inventory's host name as it reads its configuration.
+    environ = environ_for_tests(INVENTORY_URL="http://inventory.invalid:8080")
+    run = subprocess.run([sys.executable, "front.py"], cwd=SERVICE_DIR, env=environ, capture_output=True,
+                         text=True, timeout=60)
+    assert run.returncode == 2, run
+    output = run.stdout + run.stderr
+    assert "the front's nginx configuration" in output and "inventory.invalid" in output, output
+    assert not accepts_connections(int(environ["GATEWAY_PORT"]))
