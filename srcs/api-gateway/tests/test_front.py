@@ -525,4 +525,6 @@ def test_a_configuration_nginx_refuses_stops_the_front_before_it_takes_the_port(
     assert run.returncode == 2, run
     output = run.stdout + run.stderr
     assert "the front's nginx configuration" in output and "inventory.invalid" in output, output
+    # The line the front writes as it takes the port never came; nothing (no nginx of it) is left listening.
+    assert "front on " not in output, output
     assert not accepts_connections(int(environ["GATEWAY_PORT"]))
