@@ -9,7 +9,7 @@ load_env
 
 # The topology the apps were started in (make up TOPOLOGY=...): with ha, the broker is the cluster.
 topology=single
-if pm2_daemon_pid >/dev/null; then topology=$(pm2_app_field billing_app TOPOLOGY); fi
+if pm2_daemon_pid >/dev/null; then topology=$(pm2_app_topology billing_app); fi
 topology=${topology:-single}
 consumers=1
 if [ "$topology" = ha ]; then

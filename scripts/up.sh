@@ -32,7 +32,7 @@ queued_orders() {
 # two topologies' brokers are different ones, and what waits on the old one would wait for ever.
 if command -v pm2 >/dev/null && pm2_daemon_pid >/dev/null; then
   pm2_same_topology inventory_app billing_app api_gateway api_gateway_front load_balancer
-  previous=$(pm2_app_field billing_app TOPOLOGY)
+  previous=$(pm2_app_topology billing_app)
   if [ -n "$previous" ] && [ "$previous" != "$TOPOLOGY" ]; then
     waiting=$(queued_orders "$previous") ||
       die "the platform ran with TOPOLOGY=$previous, whose broker is away: \`make up TOPOLOGY=$previous\` first, so that its consumers store what it holds"
@@ -77,7 +77,7 @@ pm2_start_apps inventory_app billing_app api_gateway api_gateway_front
 # Two of each behind the balancer with TOPOLOGY=ha (each application before its front), one otherwise.
 instances=1
 if [ "$TOPOLOGY" = ha ]; then instances=2; fi
-for app in inventory_app billing_app api_gateway api_gateway_front; do pm2_scale "$app" "$instances"; done
+pm2_scale "$instances" inventory_app billing_app api_gateway api_gateway_front
 if [ "$TOPOLOGY" = ha ]; then pm2_start_apps load_balancer; fi
 
 wait_until 90 "the gateway to report every dependency up ($gateway/health)" curl -fsS -o /dev/null "$gateway/health"

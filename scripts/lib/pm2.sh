@@ -66,58 +66,68 @@ pm2_daemon_ensure() {
   PM2_KILL_SIGNAL=SIGTERM pm2 ping >/dev/null
 }
 
-# pm2_app_online NAME
-pm2_app_online() {
+# pm2_apps: one line per app PM2 knows, "NAME STATUS INSTANCES TOPOLOGY": online when any of its instances is,
+# else its first instance's status; the TOPOLOGY it was started with, "-" for none. One `pm2 jlist` (a node
+# process and a round trip to the daemon: seconds on an emulated VM) for everything the functions below ask.
+pm2_apps() {
   pm2 jlist 2>/dev/null | python3 -c '
 import json, sys
-apps = json.load(sys.stdin)
-sys.exit(0 if any(a["name"] == sys.argv[1] and a["pm2_env"]["status"] == "online" for a in apps) else 1)
-' "$1"
+apps = {}
+for app in json.load(sys.stdin):
+    env = app["pm2_env"]
+    status, count, topology = apps.get(app["name"], (env["status"], 0, env.get("TOPOLOGY") or "-"))
+    apps[app["name"]] = ("online" if env["status"] == "online" else status, count + 1, topology)
+for name, (status, count, topology) in apps.items():
+    print(name, status, count, topology)
+'
 }
 
-# pm2_app_field NAME FIELD: FIELD of the first instance of app NAME in PM2's list (from its pm2_env: its status,
-# or a variable of the environment it was started with); empty when there is no such app or field.
-pm2_app_field() {
-  pm2 jlist 2>/dev/null | python3 -c '
-import json, sys
-apps = [a for a in json.load(sys.stdin) if a["name"] == sys.argv[1]]
-print(apps[0]["pm2_env"].get(sys.argv[2], "") if apps else "")
-' "$1" "$2"
-}
+# pm2_app_line APPS NAME: NAME's line of pm2_apps's output APPS, empty when PM2 has no such app.
+pm2_app_line() { awk -v name="$2" '$1 == name' <<<"$1"; }
+
+# pm2_app_online NAME
+pm2_app_online() { [ "$(pm2_app_line "$(pm2_apps)" "$1" | cut -d' ' -f2)" = online ]; }
+
+# pm2_app_topology NAME: the TOPOLOGY app NAME was started with; empty when there is no such app or none was set.
+pm2_app_topology() { pm2_app_line "$(pm2_apps)" "$1" | awk '$4 != "-" { print $4 }'; }
 
 # pm2_instances NAME: how many instances of app NAME PM2 runs.
-pm2_instances() {
-  pm2 jlist 2>/dev/null | python3 -c '
-import json, sys
-print(sum(1 for a in json.load(sys.stdin) if a["name"] == sys.argv[1]))
-' "$1"
-}
+pm2_instances() { pm2_app_line "$(pm2_apps)" "$1" | awk '{ n = $3 } END { print n + 0 }'; }
 
-# pm2_scale NAME COUNT: COUNT instances of app NAME (PM2 numbers them in NODE_APP_INSTANCE).
+# pm2_scale COUNT NAME...: COUNT instances of each app NAME (PM2 numbers them in NODE_APP_INSTANCE).
 pm2_scale() {
-  [ "$(pm2_instances "$1")" = "$2" ] && return 0
-  changed "PM2: $2 instances of $1"
-  pm2 scale "$1" "$2" >/dev/null
-  pm2 save --force >/dev/null
+  local count=$1 apps name scaled=0
+  shift
+  apps=$(pm2_apps)
+  for name in "$@"; do
+    [ "$(pm2_app_line "$apps" "$name" | awk '{ n = $3 } END { print n + 0 }')" = "$count" ] && continue
+    changed "PM2: $count instances of $name"
+    pm2 scale "$name" "$count" >/dev/null
+    scaled=1
+  done
+  if [ "$scaled" = 1 ]; then pm2 save --force >/dev/null; fi
 }
 
 # pm2_same_topology NAME...: refuse to mix topologies: an app already online under another TOPOLOGY keeps the
 # broker it was started with until it is stopped (`make down`).
 pm2_same_topology() {
-  local name started
+  local apps name status started
+  apps=$(pm2_apps)
   for name in "$@"; do
-    pm2_app_online "$name" || continue
-    started=$(pm2_app_field "$name" TOPOLOGY)
-    [ "${started:-single}" = "${TOPOLOGY:-single}" ] ||
-      die "$name runs in TOPOLOGY=${started:-single}: \`make down\` first, then \`make up TOPOLOGY=${TOPOLOGY:-single}\`"
+    read -r _ status _ started <<<"$(pm2_app_line "$apps" "$name")"
+    [ "${status:-}" = online ] || continue
+    [ "$started" != - ] || started=single
+    [ "$started" = "${TOPOLOGY:-single}" ] ||
+      die "$name runs in TOPOLOGY=$started: \`make down\` first, then \`make up TOPOLOGY=${TOPOLOGY:-single}\`"
   done
 }
 
 # pm2_start_apps NAME...: start the named apps of config.yaml that are not online; report which.
 pm2_start_apps() {
-  local name started=()
+  local apps name started=()
+  apps=$(pm2_apps)
   for name in "$@"; do
-    pm2_app_online "$name" && continue
+    [ "$(pm2_app_line "$apps" "$name" | cut -d' ' -f2)" = online ] && continue
     (cd "$ROOT" && pm2 start config.yaml --only "$name" >/dev/null)
     started+=("$name")
   done

@@ -111,7 +111,7 @@ role_start() {
   # shellcheck disable=SC2046 # one word per app
   pm2_start_apps $(role_apps "$1")
   # Only where there are several nodes: the three-vm boot path stays one `pm2 start`, no `pm2 jlist` more.
-  if [ "$1" = billing ] && [ "$(vm_topology)" = ha ]; then pm2_scale billing_app "$(billing_machines | wc -w)"; fi
+  if [ "$1" = billing ] && [ "$(vm_topology)" = ha ]; then pm2_scale "$(billing_machines | wc -w)" billing_app; fi
 }
 
 # role_done ROLE: the closing line; a re-provisioning that changed nothing says so.
