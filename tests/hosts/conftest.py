@@ -17,7 +17,6 @@ from dotenv import dotenv_values
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SETTINGS = {**dotenv_values(REPO_ROOT / ".env"), **os.environ}
-HOSTS_DIR = "/tmp/crud-master-hosts"  # scripts/lib/hosts.sh
 # The topology scripts/test-hosts.sh built: three-vm, or ha (billing-vm-2 and billing-vm-3 too).
 TOPOLOGY = os.environ.get("CRUD_MASTER_TOPOLOGY", "three-vm")
 BILLING_NODES = ["billing", "billing-2", "billing-3"] if TOPOLOGY == "ha" else ["billing"]
@@ -29,15 +28,10 @@ def ip_of(host: str) -> str:
             "billing-3": SETTINGS["BILLING_VM_3_IP"], "outside": SETTINGS["HOST_ONLY_HOST_IP"]}[host]
 
 
-def vm_of(host: str) -> str:
-    """The VM a host stands for: billing-2 is billing-vm-2 (scripts/lib/hosts.sh: host_vm)."""
-    name, _, number = host.partition("-")
-    return f"{name}-vm-{number}" if number else f"{name}-vm"
-
-
-def node_of(host: str) -> str:
-    """The host's RabbitMQ node (scripts/lib/hosts.sh: host_node)."""
-    return f"rabbit@{vm_of(host)}" if TOPOLOGY == "ha" else "rabbit@localhost"
+# A command on a host, run as the scripts run it there (scripts/lib/hosts.sh: in_host): in its namespace, under
+# its VM's host name where it has one (RabbitMQ's CLI names itself so), with its services' environment (its PM2
+# daemon, PostgreSQL socket, RabbitMQ node, address). The environment is test-hosts.sh's: .env and the topology.
+IN_HOST = 'source scripts/lib/common.sh && source scripts/lib/vm.sh && source scripts/lib/hosts.sh && in_host "$@"'
 
 
 @dataclass(frozen=True)
@@ -54,14 +48,9 @@ class Host:
 
     def __init__(self, role: str) -> None:
         self.role = role
-        self.env = {**os.environ, "PM2_HOME": f"{HOSTS_DIR}/{role}/pm2", "PGHOST": f"{HOSTS_DIR}/{role}/pg",
-                    "RABBITMQ_NODENAME": node_of(role), "VM_IP": ip_of(role)}
 
     def run(self, *command: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-        if Path(f"/etc/netns/cm-{self.role}/hosts").exists():
-            # Its VM's host name too, as scripts/lib/hosts.sh gives it (in_host): RabbitMQ's CLI names itself so.
-            command = ("unshare", "--uts", "sh", "-c", 'hostname "$0" && exec "$@"', vm_of(self.role), *command)
-        return subprocess.run(["ip", "netns", "exec", f"cm-{self.role}", *command], env=self.env,
+        return subprocess.run(["bash", "-c", IN_HOST, "in_host", self.role, *command], cwd=REPO_ROOT,
                               capture_output=True, text=True, timeout=timeout)
 
     def http(self, method: str, url: str, body: dict | None = None, headers: dict | None = None) -> Answer:
