@@ -37,6 +37,11 @@ _REFUSALS = {
     429: ("too_many_requests", "too many requests or connections from this address: retry in a second"),
     494: ("request_header_fields_too_large", "the header fields of the request are too large"),
     405: ("method_not_allowed", "TRACE is not allowed on this path"),
+    # A path of nginx's own (its internal locations) asked for by name.
+    404: ("not_found", "no resource at this path"),
+    # A transfer coding other than chunked (Transfer-Encoding: gzip), and a request line's HTTP/2.0.
+    501: ("not_implemented", "this transfer coding is not supported: send the body as it is or chunked"),
+    505: ("http_version_not_supported", "this HTTP version is not supported: HTTP/1.0 and HTTP/1.1 are"),
     500: ("internal_error", "the front of the gateway failed"),
     # The application failed after taking the request (killed in the middle): whether it was done is not known,
     # so the client is told to send it again (an order with its Idempotency-Key, which makes a copy harmless).
@@ -52,10 +57,13 @@ _INVENTORY_REFUSALS = {
 }
 # A read's log line, as nginx writes it (READ_LINE_FORMAT) and front.py reads it back (_READ_LINE): marked, so
 # that it is never taken for one of nginx's other lines; the upstream's statuses (one per try: "502, 200") and
-# then the request target, read to the end of the line, last.
+# then the request target, read to the end of the line, last. The target is cut to LOGGED_TARGET_CHARS ("..."
+# marks a cut one): escaped as JSON it is at most twice as long (\" and \\), so that every line fits in one
+# atomic write to the pipe (PIPE_BUF, 4096 bytes), which two nginx workers share.
 READ_LINE_MARK = "front-read"
+LOGGED_TARGET_CHARS = 1024
 READ_LINE_FORMAT = (f"{READ_LINE_MARK} $status $request_time $request_method request_id=$req_id "
-                    "client=$remote_addr upstream_status=$upstream_status target=$request_uri")
+                    "client=$remote_addr upstream_status=$upstream_status target=$logged_target")
 
 # nginx refuses TRACE itself, before any location: its 405 says what the gateway allows on the path, as the
 # gateway's own 405s do (tests/test_front.py compares the two on every route), and a path the gateway does not
@@ -97,19 +105,32 @@ http {{
 {allowed_methods}
         default "";
     }}
-    # A read of the catalog, classified on the request target as the client wrote it. One written otherwise
-    # (%6F for an o), or whose Connection header names headers of its own (hop-by-hop ones, which nginx cannot
-    # drop by name as they come) is not missed: it takes the application's path, which proxies it the same.
-    map "$request_method:$http_connection:$request_uri" $inventory_read {{
-        "~^(GET|HEAD):([Kk]eep-[Aa]live|[Cc]lose)?:/api/movies(/|[?]|$)" 1;
+    # A Connection header that says only whether the connection stays open. One that names headers of its own
+    # (hop-by-hop ones, which nginx cannot drop by name as they come) sends a read the application's way.
+    map $http_connection $plain_connection {{
+        "" 1;
+        "~*^(keep-alive|close)$" 1;
         default 0;
+    }}
+    # A read of the catalog, classified on the request target as the client wrote it. One written otherwise
+    # (%6F for an o), or with a Connection header that is not plain, is not missed: it takes the application's
+    # path, which proxies it the same. (A method is letters only, so the key's colons are its own.)
+    map "$plain_connection:$request_method:$request_uri" $inventory_read {{
+        "~^1:(GET|HEAD):/api/movies(/|[?]|$)" 1;
+        default 0;
+    }}
+    map $request_uri $logged_target {{
+        "~^(?<logged_target_head>.{{{logged_target_chars}}})." "${{logged_target_head}}...";
+        default $request_uri;
     }}
     # Logged here: what nginx answered itself, and every read (the application logs what it served).
     map "$inventory_read:$upstream_status" $answered_by_front {{
         "0:" 1;
         default 0;
     }}
-    log_format refusals escape=json '$time_iso8601 front $request_method $request_uri $status request_id=$req_id client=$remote_addr';
+    # The request line as the client sent it: nginx answers a refusal by redirecting the request to its error
+    # location as a GET, and $request_method would say GET of a refused POST.
+    log_format refusals escape=json '$time_iso8601 front "$request" $status request_id=$req_id client=$remote_addr';
     log_format reads escape=json '{read_line_format}';
     access_log /dev/stdout refusals if=$answered_by_front;
     # Written in batches, as the services' own lines are: one write per read would cost front.py a wake-up each.
@@ -320,6 +341,7 @@ def render(config: Config, listen: str | None = None) -> str:
         inventory_connect_timeout=_milliseconds(gateway.inventory_connect_timeout_s),
         inventory_read_timeout=_milliseconds(gateway.inventory_read_timeout_s),
         inventory_error_pages=inventory_error_pages, read_line_format=READ_LINE_FORMAT,
+        logged_target_chars=LOGGED_TARGET_CHARS,
         # An https inventory is checked as the application's client checks it: its certificate and its name.
         tls=(f"            proxy_ssl_server_name on;\n            proxy_ssl_name {inventory.hostname};\n"
              f"            proxy_ssl_verify on;\n            proxy_ssl_trusted_certificate {_CA_CERTIFICATES};"

@@ -173,6 +173,11 @@ def test_the_application_restarting_is_a_503_to_retry_and_nothing_is_done(invent
     (b"GET /?" + b"x" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414, "uri_too_long"),
     (b"POST /api/billing HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 70000\r\n\r\n", 413,
      "payload_too_large"),
+    # nginx's own locations, asked for by name: internal, so a 404 of nginx's.
+    (b"GET /.inventory-read HTTP/1.1\r\nHost: x\r\n\r\n", 404, "not_found"),
+    (b"GET /.refused/429 HTTP/1.1\r\nHost: x\r\n\r\n", 404, "not_found"),
+    (b"POST /api/billing HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n", 501, "not_implemented"),
+    (b"GET /api/movies HTTP/2.0\r\nHost: x\r\n\r\n", 505, "http_version_not_supported"),
 ])
 def test_the_front_s_own_answers_are_json_with_the_request_id(inventory, request_bytes, status, code):
     with front(INVENTORY_URL=inventory.url) as served:
@@ -184,6 +189,18 @@ def test_the_front_s_own_answers_are_json_with_the_request_id(inventory, request
     assert (answer.status, answer.getheader("Content-Type")) == (status, "application/json")
     assert f'"error":"{code}"'.encode() in body
     assert answer.getheader("X-Request-ID").encode() in body
+
+
+def test_a_refusal_is_logged_with_the_request_line_the_client_sent(inventory):
+    # nginx hands a refused request to its error location as a GET: the line says what the client sent.
+    with front(INVENTORY_URL=inventory.url) as served:
+        with socket.create_connection(("127.0.0.1", served.port), timeout=10) as sock:
+            sock.sendall(b"POST /api/billing HTTP/1.1\r\nHost: x\r\nContent-Length: 70000\r\n\r\n")
+            answer = http.client.HTTPResponse(sock)
+            answer.begin()
+            request_id = answer.getheader("X-Request-ID")
+    assert answer.status == 413
+    assert f' front "POST /api/billing HTTP/1.1" 413 request_id={request_id} ' in served.front.output
 
 
 def test_pm2_s_stop_is_nginx_s_graceful_one_the_request_in_flight_is_answered():
@@ -428,6 +445,32 @@ def test_a_read_whose_connection_header_names_its_own_hop_by_hop_headers_takes_t
     assert "GET /api/movies 200" in served.application.output
 
 
+def test_a_connection_header_cannot_pass_another_path_off_as_a_read(inventory):
+    # The read map's key joins the method, the Connection header and the target: a Connection header that
+    # wrote a target of its own once made a GET of any path a read, answered by the inventory.
+    with front(INVENTORY_URL=inventory.url) as served:
+        with socket.create_connection(("127.0.0.1", served.port), timeout=10) as sock:
+            sock.sendall(b"GET /openapi.yaml HTTP/1.1\r\nHost: x\r\nConnection: close:/api/movies/\r\n\r\n")
+            answer = http.client.HTTPResponse(sock)
+            answer.begin()
+            body = answer.read()
+    # The gateway's own description (the inventory has none: a 404).
+    assert answer.status == 200 and body.startswith(b"openapi: "), (answer.status, body[:200])
+
+
+def test_a_read_s_log_line_holds_at_most_the_first_1024_characters_of_its_target(inventory):
+    # Two nginx workers write one pipe: a line longer than an atomic write (4096 bytes) could interleave.
+    title = "q" * 3000  # longer than the inventory takes: its 400 is a read all the same
+    with front(INVENTORY_URL=inventory.url) as served:
+        assert requests.get(f"{served.base}/api/movies?title={title}", timeout=5).status_code == 400
+        port = served.config.metrics.port
+        wait_for("the read to be counted", lambda: requests_counted(scraped(port), "/api/movies", "GET", 400) == 1)
+    logged = [line for line in served.front.output.splitlines() if " gateway.access GET /api/movies?title=" in line]
+    assert len(logged) == 1, logged
+    target = re.search(r"GET (\S+) 400 ", logged[0])[1]
+    assert target == f"/api/movies?title={title}"[:1024] + "..."
+
+
 def scraped(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
     return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
@@ -468,7 +511,7 @@ def test_reads_the_front_carried_are_counted_and_logged_as_the_gateway_s(invento
     assert len([line for line in lines if " gateway.access GET /api/movies/999999999 404 " in line]) == 1
     assert any(re.search(r" gateway\.access GET /api/movies/999999999 404 \d+\.\dms request_id=\w+ "
                          r"upstream=inventory via=front upstream_status=404$", line) for line in lines), lines
-    assert not any(" front GET /api/movies/999999999" in line for line in lines)
+    assert not any(' front "GET /api/movies/999999999' in line for line in lines)
     assert "GET /api/movies" not in served.application.output
     assert "POST /api/movies 200" in served.application.output
 
@@ -500,7 +543,7 @@ def test_a_read_s_log_line_is_read_back_whatever_its_target_holds():
     # Refused by nginx before any try (a rate limit): not the inventory's failure.
     assert parse_read_line("front-read 429 0.000 GET request_id=x client=y upstream_status= target=/api/movies"
                            ).upstream_failure is None
-    assert parse_read_line("2026-12-02T06:00:00+00:00 front GET /x 400 request_id=x client=y") is None
+    assert parse_read_line('2026-12-02T06:00:00+00:00 front "GET /x HTTP/1.1" 400 request_id=x client=y') is None
 
 
 def test_an_https_inventory_is_checked_on_the_read_path_as_the_application_checks_it():

@@ -4,6 +4,10 @@ the failures themselves; the endpoint that serves them across workers in test_se
 
 from __future__ import annotations
 
+import pytest
+
+from app.proxy import route_of
+
 
 def counted(client, route: str, method: str, status: int) -> float:
     registry = client.application.extensions["metrics"].registry
@@ -42,3 +46,13 @@ def test_the_gateway_s_own_routes_are_counted_too(client):
     assert counted(client, "unmatched", "other", 405) == 1
     health = sum(counted(client, "/health", "GET", status) for status in (200, 503))
     assert health == 1
+
+
+@pytest.mark.parametrize(("path", "route"), [
+    ("/api/movies", "/api/movies"), ("/api/movies/", "/api/movies"), ("/api/movies/42", "/api/movies/<movie_id>"),
+    ("/api/movies/42/", "/api/movies/<movie_id>"), ("/api/movies/42/x", None), ("/api/moviesX", None),
+    ("/health", None), ("/", None),
+])
+def test_a_path_is_counted_under_the_inventory_s_route_or_none(path, route):
+    # The front counts its reads by route_of too: a path it did not expect is never taken for the catalog's.
+    assert route_of(path) == route
