@@ -57,11 +57,11 @@ _INVENTORY_REFUSALS = {
 }
 # A read's log line, as nginx writes it (READ_LINE_FORMAT) and front.py reads it back (_READ_LINE): marked, so
 # that it is never taken for one of nginx's other lines; the upstream's statuses (one per try: "502, 200") and
-# then the request target, read to the end of the line, last. The target is cut to LOGGED_TARGET_CHARS ("..."
-# marks a cut one): escaped as JSON it is at most twice as long (\" and \\), so that every line fits in one
-# atomic write to the pipe (PIPE_BUF, 4096 bytes), which two nginx workers share.
+# then the request target, read to the end of the line, last. The target (and a refusal's request line) is cut
+# to LOGGED_BYTES ("..." marks a cut one): escaped as JSON it is at most twice as long (\" and \\), so that
+# every line fits in one atomic write to the pipe (PIPE_BUF, 4096 bytes), which two nginx workers share.
 READ_LINE_MARK = "front-read"
-LOGGED_TARGET_CHARS = 1024
+LOGGED_BYTES = 1024
 READ_LINE_FORMAT = (f"{READ_LINE_MARK} $status $request_time $request_method request_id=$req_id "
                     "client=$remote_addr upstream_status=$upstream_status target=$logged_target")
 
@@ -120,8 +120,12 @@ http {{
         default 0;
     }}
     map $request_uri $logged_target {{
-        "~^(?<logged_target_head>.{{{logged_target_chars}}})." "${{logged_target_head}}...";
+        "~^(?<logged_target_head>.{{{logged_bytes}}})." "${{logged_target_head}}...";
         default $request_uri;
+    }}
+    map $request $logged_request {{
+        "~^(?<logged_request_head>.{{{logged_bytes}}})." "${{logged_request_head}}...";
+        default $request;
     }}
     # Logged here: what nginx answered itself, and every read (the application logs what it served).
     map "$inventory_read:$upstream_status" $answered_by_front {{
@@ -130,7 +134,7 @@ http {{
     }}
     # The request line as the client sent it: nginx answers a refusal by redirecting the request to its error
     # location as a GET, and $request_method would say GET of a refused POST.
-    log_format refusals escape=json '$time_iso8601 front "$request" $status request_id=$req_id client=$remote_addr';
+    log_format refusals escape=json '$time_iso8601 front "$logged_request" $status request_id=$req_id client=$remote_addr';
     log_format reads escape=json '{read_line_format}';
     access_log /dev/stdout refusals if=$answered_by_front;
     # Written in batches, as the services' own lines are: one write per read would cost front.py a wake-up each.
@@ -341,7 +345,7 @@ def render(config: Config, listen: str | None = None) -> str:
         inventory_connect_timeout=_milliseconds(gateway.inventory_connect_timeout_s),
         inventory_read_timeout=_milliseconds(gateway.inventory_read_timeout_s),
         inventory_error_pages=inventory_error_pages, read_line_format=READ_LINE_FORMAT,
-        logged_target_chars=LOGGED_TARGET_CHARS,
+        logged_bytes=LOGGED_BYTES,
         # An https inventory is checked as the application's client checks it: its certificate and its name.
         tls=(f"            proxy_ssl_server_name on;\n            proxy_ssl_name {inventory.hostname};\n"
              f"            proxy_ssl_verify on;\n            proxy_ssl_trusted_certificate {_CA_CERTIFICATES};"

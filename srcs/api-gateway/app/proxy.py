@@ -178,7 +178,7 @@ class RelayedBody:
 def route_of(path: str) -> str | None:
     """The route a proxied path is counted under: the inventory's own two patterns, else none (a path the
     inventory answers 404): a label per id would make a series per movie."""
-    if not path.startswith(PREFIX):
+    if path != PREFIX and not path.startswith(PREFIX + "/"):
         return None
     rest = path[len(PREFIX):]
     if rest in ("", "/"):

@@ -191,16 +191,22 @@ def test_the_front_s_own_answers_are_json_with_the_request_id(inventory, request
     assert answer.getheader("X-Request-ID").encode() in body
 
 
-def test_a_refusal_is_logged_with_the_request_line_the_client_sent(inventory):
-    # nginx hands a refused request to its error location as a GET: the line says what the client sent.
+def test_a_refusal_is_logged_with_the_request_line_the_client_sent_cut_to_1024_bytes(inventory):
+    # nginx hands a refused request to its error location as a GET: the line says what the client sent. A long
+    # one is cut, as a read's target is, so that the line stays one atomic write to the pipe.
+    long_target = "/api/billing?" + "q" * 3000
     with front(INVENTORY_URL=inventory.url) as served:
-        with socket.create_connection(("127.0.0.1", served.port), timeout=10) as sock:
-            sock.sendall(b"POST /api/billing HTTP/1.1\r\nHost: x\r\nContent-Length: 70000\r\n\r\n")
-            answer = http.client.HTTPResponse(sock)
-            answer.begin()
-            request_id = answer.getheader("X-Request-ID")
-    assert answer.status == 413
-    assert f' front "POST /api/billing HTTP/1.1" 413 request_id={request_id} ' in served.front.output
+        request_ids = []
+        for target in ("/api/billing", long_target):
+            with socket.create_connection(("127.0.0.1", served.port), timeout=10) as sock:
+                sock.sendall(f"POST {target} HTTP/1.1\r\nHost: x\r\nContent-Length: 70000\r\n\r\n".encode())
+                answer = http.client.HTTPResponse(sock)
+                answer.begin()
+                assert answer.status == 413
+                request_ids.append(answer.getheader("X-Request-ID"))
+    assert f' front "POST /api/billing HTTP/1.1" 413 request_id={request_ids[0]} ' in served.front.output
+    cut = f"POST {long_target} HTTP/1.1"[:1024] + "..."
+    assert f' front "{cut}" 413 request_id={request_ids[1]} ' in served.front.output
 
 
 def test_pm2_s_stop_is_nginx_s_graceful_one_the_request_in_flight_is_answered():

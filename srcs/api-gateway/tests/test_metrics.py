@@ -51,6 +51,7 @@ def test_the_gateway_s_own_routes_are_counted_too(client):
 @pytest.mark.parametrize(("path", "route"), [
     ("/api/movies", "/api/movies"), ("/api/movies/", "/api/movies"), ("/api/movies/42", "/api/movies/<movie_id>"),
     ("/api/movies/42/", "/api/movies/<movie_id>"), ("/api/movies/42/x", None), ("/api/moviesX", None),
+    ("/api/movies42", None), ("/api/movies-x/", None),
     ("/health", None), ("/", None),
 ])
 def test_a_path_is_counted_under_the_inventory_s_route_or_none(path, route):
