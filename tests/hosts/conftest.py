@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,8 +31,9 @@ def ip_of(host: str) -> str:
 
 # A command on a host, run as the scripts run it there (scripts/lib/hosts.sh: in_host): in its namespace, under
 # its VM's host name where it has one (RabbitMQ's CLI names itself so), with its services' environment (its PM2
-# daemon, PostgreSQL socket, RabbitMQ node, address). The environment is test-hosts.sh's: .env and the topology.
-IN_HOST = 'source scripts/lib/common.sh && source scripts/lib/vm.sh && source scripts/lib/hosts.sh && in_host "$@"'
+# daemon, PostgreSQL socket, RabbitMQ node, address), from .env and the topology as test-hosts.sh has them.
+IN_HOST = ('source scripts/lib/common.sh && source scripts/lib/vm.sh && source scripts/lib/hosts.sh && load_env && '
+           'in_host "$@"')
 
 
 @dataclass(frozen=True)
@@ -50,8 +52,17 @@ class Host:
         self.role = role
 
     def run(self, *command: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(["bash", "-c", IN_HOST, "in_host", self.role, *command], cwd=REPO_ROOT,
-                              capture_output=True, text=True, timeout=timeout)
+        # A session of its own: bash runs in_host as a function, not by exec, so a command over its time is
+        # stopped with everything it started, not only the bash around it.
+        with subprocess.Popen(["bash", "-c", IN_HOST, "in_host", self.role, *command], cwd=REPO_ROOT,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              start_new_session=True) as process:
+            try:
+                stdout, stderr = process.communicate(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                raise
+        return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
 
     def http(self, method: str, url: str, body: dict | None = None, headers: dict | None = None) -> Answer:
         command = ["curl", "-sS", "-m", "15", "-X", method, "-w", "\n%{http_code}", url]
