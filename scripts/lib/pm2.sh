@@ -69,11 +69,15 @@ pm2_daemon_ensure() {
 # pm2_apps: one line per app PM2 knows, "NAME STATUS INSTANCES TOPOLOGY": online when any of its instances is,
 # else its first instance's status; the TOPOLOGY it was started with, "-" for none. One `pm2 jlist` (a node
 # process and a round trip to the daemon: seconds on an emulated VM) for everything the functions below ask.
+# The list is its line that starts with "[": PM2 may print warnings before it (a daemon of another version).
 pm2_apps() {
   pm2 jlist 2>/dev/null | python3 -c '
 import json, sys
+listed = [line for line in sys.stdin if line.startswith("[")]
+if not listed:
+    sys.exit("PM2 answered `pm2 jlist` without a list of apps")
 apps = {}
-for app in json.load(sys.stdin):
+for app in json.loads(listed[-1]):
     env = app["pm2_env"]
     status, count, topology = apps.get(app["name"], (env["status"], 0, env.get("TOPOLOGY") or "-"))
     apps[app["name"]] = ("online" if env["status"] == "online" else status, count + 1, topology)
