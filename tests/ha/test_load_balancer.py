@@ -77,6 +77,21 @@ class StandInHandler(socketserver.BaseRequestHandler):
         connection.close()
 
 
+def _consecutive_stand_ins(behaviours: tuple[Behaviour, ...]) -> list[StandInGateway]:
+    """Stand-ins on consecutive ports (the balancer's instances are GATEWAY_PORT + n): a port found free may be
+    taken before it is bound (the platform under test opens connections meanwhile), so a range is tried again."""
+    for _ in range(20):
+        first, servers = free_port(), []
+        try:
+            for n, behaviour in enumerate(behaviours):
+                servers.append(StandInGateway(first + n, behaviour))
+            return servers
+        except OSError:
+            for server in servers:
+                server.server_close()
+    raise RuntimeError("no consecutive free ports for the stand-in gateways")
+
+
 @pytest.fixture
 def balancer(tmp_path: Path) -> Iterator[Callable[..., str]]:
     """start(behaviour, ...): stand-in gateways behaving so, one per behaviour, behind the load balancer; returns
@@ -84,11 +99,10 @@ def balancer(tmp_path: Path) -> Iterator[Callable[..., str]]:
     started: list = []
 
     def start(*behaviours: Behaviour) -> str:
-        public, first = free_port(), free_port()
-        while any(_in_use(first + n) for n in range(len(behaviours))):
-            first = free_port()
-        for n, behaviour in enumerate(behaviours):
-            server = StandInGateway(first + n, behaviour)
+        public = free_port()
+        servers = _consecutive_stand_ins(behaviours)
+        first = servers[0].server_address[1]
+        for server in servers:
             threading.Thread(target=server.serve_forever, daemon=True).start()
             started.append(server)
         environment = {**os.environ, "GATEWAY_RUNTIME_DIR": str(tmp_path), "LB_GATEWAY_HOST": "127.0.0.1",
